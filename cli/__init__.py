@@ -1,0 +1,1 @@
+"""The ``vhdkit`` command line (installed as the ``vhdkit_cli`` package): parsing and rendering only."""

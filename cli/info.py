@@ -1,0 +1,77 @@
+"""``vhdkit info IMAGE``: what an image is, as qemu-img info and Get-VHD tell it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import vhdkit
+from vhdkit.disk import DiskInfo
+from vhdkit.open import FORMATS
+from vhdkit.units import format_size
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("info", help="show what a disk image is", description=__doc__)
+    p.add_argument("image", help="path or URL (file://, memory://, any fsspec URL)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", choices=FORMATS, help="do not detect the format")
+    p.add_argument("--no-parent", action="store_true",
+                   help="do not open a differencing disk's parent (report its locators only)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with vhdkit.open(args.image, format=args.format, resolve_parents=not args.no_parent) as disk:
+        info = disk.info()
+    if args.json:
+        print(json.dumps(info.as_dict(), indent=2))
+    else:
+        print(render(info))
+    return 0
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    return f"{format_size(n)} ({n} bytes)" if n >= 1024 else f"{n} bytes"
+
+
+def render(info: DiskInfo) -> str:
+    lines = [
+        ("image", info.path),
+        ("format", info.format),
+        ("type", info.type),
+        ("virtual size", _bytes(info.virtual_size)),
+        ("file size", _bytes(info.file_size)),
+        ("size on disk", _bytes(info.size_on_disk)),
+    ]
+    if info.block_size:
+        lines.append(("block size", format_size(info.block_size)))
+    lines.append(("sector size", f"{info.logical_sector_size} logical, {info.physical_sector_size} physical"))
+    if info.disk_id:
+        lines.append(("disk id", info.disk_id))
+    if info.creator is not None:
+        lines.append(("creator", info.creator or "(none)"))
+    if info.log is not None:
+        state = info.log["state"]
+        if state == "empty":
+            text = "empty"
+        else:
+            where = "in memory (file unchanged)" if state == "replayed_in_memory" else "to the file"
+            text = (f"replayed {where}: {info.log['entries_replayed']} entries, "
+                    f"{info.log['descriptors_replayed']} sector updates")
+        lines.append(("log", text))
+    if info.blocks:
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in info.blocks.items() if k != "total")
+        lines.append(("blocks", f"{info.blocks['total']} ({counts})"))
+    if info.parent:
+        lines.append(("parent", info.parent.get("resolved") or "(not opened)"))
+        lines.append(("parent linkage", str(info.parent.get("parent_linkage"))))
+        for key, value in info.parent.get("locators", {}).items():
+            if key.startswith("parent_linkage"):
+                continue
+            lines.append((f"  {key}", value))
+    width = max(len(k) for k, _ in lines) + 1
+    return "\n".join(f"{k + ':':<{width}} {v}" for k, v in lines)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sourced by demo.sh and test.sh: installs missing system tools (apt-get, as root) and puts
+# vhdkit with its test extras into ./.venv. Safe to run again; it only installs what is missing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+missing=()
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+command -v vhdiinfo >/dev/null 2>&1 || missing+=(libvhdi-utils)
+command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # crcmod's C extension (CRC-32C at C speed)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
+import os, sysconfig, sys
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
+PY
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing ${missing[*]} (run as root on Debian to install them); tests that need them will skip, or fail under CI=true" >&2
+  fi
+fi
+
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]"
+export PATH="$venv/bin:$PATH"

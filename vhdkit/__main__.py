@@ -1,0 +1,5 @@
+"""``python -m vhdkit``: the same command line as ``vhdkit``."""
+
+from vhdkit_cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,340 @@
+"""VirtualDisk: the block-device interface every format implements; RawDisk.
+
+A VirtualDisk is a file object (``io.RawIOBase``: read/readinto/write/seek/tell, a context
+manager) over the *virtual* disk's bytes, plus positional ``pread``/``preadinto`` that do not move
+the file position (safe from several threads), and ``extents()``, which says what each range
+holds so a copy can skip what is not there.
+
+A format implements two primitives whose offsets and lengths are multiples of ``_granule`` (the
+logical sector size) and lie inside the disk: ``_read_aligned`` and, when writable,
+``_write_aligned``; and ``_own_extents``, the extents of its own layer. This class handles
+unaligned and out-of-range access and the walk through a differencing chain.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, NamedTuple
+
+from .errors import ReadOnlyError
+from .storage import Store
+
+_ZEROS = bytes(1 << 20)
+
+
+def fill_zeros(view: memoryview) -> None:
+    """Zero a writable buffer without allocating a buffer of its size."""
+    n = len(view)
+    pos = 0
+    while pos < n:
+        step = min(n - pos, len(_ZEROS))
+        view[pos : pos + step] = _ZEROS[:step]
+        pos += step
+
+
+class ExtentState(str, enum.Enum):
+    DATA = "data"  # bytes stored in this image
+    ZERO = "zero"  # defined to read as zeros (VHDX ZERO/UNMAPPED blocks)
+    UNALLOCATED = "unallocated"  # nothing stored, reads as zeros (no parent to ask)
+    PARENT = "parent"  # nothing stored here: the parent supplies the bytes
+
+
+class Extent(NamedTuple):
+    offset: int
+    length: int
+    state: ExtentState
+
+
+def merge_extents(extents: Iterator[Extent]) -> Iterator[Extent]:
+    """Join adjacent extents of the same state."""
+    pending: Extent | None = None
+    for ext in extents:
+        if ext.length == 0:
+            continue
+        if pending and pending.state == ext.state and pending.offset + pending.length == ext.offset:
+            pending = Extent(pending.offset, pending.length + ext.length, ext.state)
+            continue
+        if pending:
+            yield pending
+        pending = ext
+    if pending:
+        yield pending
+
+
+@dataclass
+class DiskInfo:
+    """What ``vhdkit info`` shows; ``details`` holds format-specific fields (JSON-friendly)."""
+
+    path: str
+    format: str
+    type: str
+    virtual_size: int
+    file_size: int
+    size_on_disk: int | None
+    logical_sector_size: int
+    physical_sector_size: int
+    block_size: int | None = None
+    disk_id: str | None = None
+    creator: str | None = None
+    parent: dict[str, Any] | None = None
+    log: dict[str, Any] | None = None
+    blocks: dict[str, int] | None = None
+    details: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class VirtualDisk(io.RawIOBase):
+    format_name: str = "?"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        size: int,
+        logical_sector_size: int = 512,
+        physical_sector_size: int = 512,
+        writable: bool = False,
+        parent: "VirtualDisk | None" = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.size = size
+        self.logical_sector_size = logical_sector_size
+        self.physical_sector_size = physical_sector_size
+        self.parent = parent
+        self._writable = writable
+        self._granule = logical_sector_size
+        self._pos = 0
+        self._pos_lock = threading.Lock()
+
+    # -- the format's primitives ---------------------------------------------------------------
+    def _read_aligned(self, offset: int, buf: memoryview) -> None:
+        raise NotImplementedError
+
+    def _write_aligned(self, offset: int, data: memoryview) -> None:
+        raise ReadOnlyError(f"{self.format_name} writing is not available for {self.name}")
+
+    def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
+        yield Extent(offset, length, ExtentState.DATA)
+
+    # -- positional I/O ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.store.url
+
+    def preadinto(self, offset: int, buf: Any) -> int:
+        """Fill ``buf`` from virtual ``offset``; returns bytes read (short only at the end)."""
+        self._check_open()
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
+        view = memoryview(buf).cast("B")
+        n = max(0, min(len(view), self.size - offset))
+        if n == 0:
+            return 0
+        g = self._granule
+        start, end = offset, offset + n
+        head = start % g
+        if head:  # a partial first sector: read it whole, copy the part asked for
+            sector = start - head
+            tmp = bytearray(g)
+            self._read_aligned(sector, memoryview(tmp))
+            take = min(g - head, n)
+            view[:take] = tmp[head : head + take]
+            start += take
+        mid_end = end - (end % g) if end % g else end
+        if mid_end > start:
+            self._read_aligned(start, view[start - offset : mid_end - offset])
+            start = mid_end
+        if start < end:  # a partial last sector
+            tmp = bytearray(g)
+            self._read_aligned(start, memoryview(tmp))
+            view[start - offset : n] = tmp[: end - start]
+        return n
+
+    def pread(self, offset: int, n: int) -> bytes:
+        buf = bytearray(max(0, min(n, self.size - offset)))
+        got = self.preadinto(offset, buf)
+        return bytes(buf[:got])
+
+    def pwrite(self, offset: int, data: Any) -> int:
+        """Write ``data`` at virtual ``offset``; writes past the end are refused."""
+        self._check_open()
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name} is open read-only")
+        view = memoryview(data).cast("B")
+        if offset < 0 or offset + len(view) > self.size:
+            raise ValueError(f"write of {len(view)} bytes at {offset} is outside the {self.size}-byte disk")
+        g = self._granule
+        start, end = offset, offset + len(view)
+        head = start % g
+        if head:  # read-modify-write the first sector
+            sector = start - head
+            tmp = bytearray(g)
+            self._read_aligned(sector, memoryview(tmp))
+            take = min(g - head, len(view))
+            tmp[head : head + take] = view[:take]
+            self._write_aligned(sector, memoryview(tmp))
+            start += take
+        mid_end = end - (end % g) if end % g else end
+        if mid_end > start:
+            self._write_aligned(start, view[start - offset : mid_end - offset])
+            start = mid_end
+        if start < end:
+            tmp = bytearray(g)
+            self._read_aligned(start, memoryview(tmp))
+            tmp[: end - start] = view[start - offset :]
+            self._write_aligned(start, memoryview(tmp))
+        return len(view)
+
+    # -- extents -------------------------------------------------------------------------------
+    def extents(self, offset: int = 0, length: int | None = None, *, through_parents: bool = True) -> Iterator[Extent]:
+        """(offset, length, state) runs covering the range, merged.
+
+        With ``through_parents`` (the default) PARENT runs are replaced by what the parent
+        holds there, so the result describes what a read returns; without it, this layer alone.
+        """
+        if length is None:
+            length = self.size - offset
+        length = max(0, min(length, self.size - offset))
+        return merge_extents(self._extents(offset, length, through_parents))
+
+    def _extents(self, offset: int, length: int, through_parents: bool) -> Iterator[Extent]:
+        for ext in self._own_extents(offset, length):
+            if ext.state is ExtentState.PARENT and through_parents:
+                yield from self._parent_extents(ext)
+            else:
+                yield ext
+
+    def _parent_extents(self, ext: Extent) -> Iterator[Extent]:
+        parent = self.parent
+        if parent is None:
+            yield ext
+            return
+        inside = max(0, min(ext.length, parent.size - ext.offset))
+        if inside:
+            yield from parent._extents(ext.offset, inside, True)
+        if inside < ext.length:  # a parent smaller than its child reads as zeros past its end
+            yield Extent(ext.offset + inside, ext.length - inside, ExtentState.UNALLOCATED)
+
+    def _read_parent(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the parent's bytes (zeros past a smaller parent's end)."""
+        if self.parent is None:
+            fill_zeros(view)
+            return
+        got = self.parent.preadinto(offset, view)
+        if got < len(view):
+            fill_zeros(view[got:])
+
+    def info(self) -> DiskInfo:
+        return DiskInfo(
+            path=self.name,
+            format=self.format_name,
+            type="raw",
+            virtual_size=self.size,
+            file_size=self.store.size(),
+            size_on_disk=self.store.allocated_bytes(),
+            logical_sector_size=self.logical_sector_size,
+            physical_sector_size=self.physical_sector_size,
+        )
+
+    # -- io.RawIOBase --------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self._writable
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        with self._pos_lock:
+            n = self.preadinto(self._pos, b)
+            self._pos += n
+            return n
+
+    def write(self, b: Any) -> int:
+        with self._pos_lock:
+            n = self.pwrite(self._pos, b)
+            self._pos += n
+            return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        if not self.closed and self._writable:
+            self.store.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            super().close()
+            self.store.close()
+            if self.parent is not None:
+                self.parent.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on a closed disk")
+
+    def __enter__(self) -> "VirtualDisk":
+        return self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} size={self.size}>"
+
+
+class RawDisk(VirtualDisk):
+    """A raw image: the file's bytes are the disk. Holes (SEEK_HOLE) are unallocated extents."""
+
+    format_name = "raw"
+
+    def __init__(self, store: Store, *, writable: bool = False) -> None:
+        super().__init__(store, size=store.size(), writable=writable)
+        self._granule = 1
+
+    def _read_aligned(self, offset: int, buf: memoryview) -> None:
+        got = self.store.preadinto(offset, buf)
+        if got < len(buf):
+            fill_zeros(buf[got:])
+
+    def _write_aligned(self, offset: int, data: memoryview) -> None:
+        self.store.pwrite(offset, data)
+
+    def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
+        end = offset + length
+        pos = offset
+        for start, n in self.store.allocated_ranges():
+            s, e = max(start, offset), min(start + n, end)
+            if e <= s:
+                continue
+            if s > pos:
+                yield Extent(pos, s - pos, ExtentState.UNALLOCATED)
+            yield Extent(s, e - s, ExtentState.DATA)
+            pos = e
+        if pos < end:
+            yield Extent(pos, end - pos, ExtentState.UNALLOCATED)

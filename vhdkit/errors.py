@@ -1,0 +1,115 @@
+"""The one exception tree of vhdkit.
+
+Bad input (a damaged or hostile image, a missing parent, an unreachable store) raises a
+``VhdkitError``; misuse by the caller (a negative offset, a wrong type) raises ``ValueError`` or
+``TypeError`` as the standard library does.
+
+::
+
+    VhdkitError
+     ├── CorruptImageError          a structure fails its signature, checksum or a range check
+     ├── UnsupportedFeatureError    valid, but something vhdkit does not implement (or refuses)
+     ├── ParentNotFoundError        also a FileNotFoundError; lists every path tried
+     ├── ParentMismatchError        a parent was found but its identity does not match the child
+     ├── ReadOnlyError              a write to a disk or store opened read-only
+     ├── StorageError               the store itself failed (I/O error, bad URL)
+ │    └── ImageNotFoundError    also a FileNotFoundError
+     ├── PlacementError             (placement layer)
+     └── MigrationError             (copy engine and mirror jobs)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class VhdkitError(Exception):
+    """Root of every error vhdkit raises for bad input or a failing environment."""
+
+
+class CorruptImageError(VhdkitError):
+    """An on-disk structure is damaged or inconsistent.
+
+    ``structure`` names it as the spec does ("VHDX header 1", "region table 2", "log entry"),
+    ``offset`` is its file offset, ``field`` the failing field, ``expected``/``found`` the values.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        structure: str | None = None,
+        offset: int | None = None,
+        field: str | None = None,
+        expected: Any = None,
+        found: Any = None,
+    ) -> None:
+        self.structure = structure
+        self.offset = offset
+        self.field = field
+        self.expected = expected
+        self.found = found
+        parts = [message]
+        where = []
+        if structure:
+            where.append(structure)
+        if offset is not None:
+            where.append(f"at offset {offset:#x}")
+        if field:
+            where.append(f"field {field}")
+        if where:
+            parts.append("(" + ", ".join(where) + ")")
+        if expected is not None or found is not None:
+            parts.append(f"expected {_show(expected)}, found {_show(found)}")
+        super().__init__(" ".join(parts))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:#x}" if value > 9 else str(value)
+    return repr(value)
+
+
+class UnsupportedFeatureError(VhdkitError):
+    """The image is valid but uses something vhdkit does not implement or must refuse."""
+
+
+class ParentMismatchError(VhdkitError):
+    """A parent image was found but it is not the one the child was made from."""
+
+
+class ParentNotFoundError(VhdkitError, FileNotFoundError):
+    """A differencing disk's parent cannot be found; ``tried`` lists every path looked at."""
+
+    def __init__(self, message: str, tried: Sequence[str] = ()) -> None:
+        self.tried = list(tried)
+        text = message
+        if self.tried:
+            text += "; tried: " + ", ".join(self.tried)
+        VhdkitError.__init__(self, text)
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise format errno/filename
+        return str(self.args[0]) if self.args else ""
+
+
+class ReadOnlyError(VhdkitError):
+    """A write was attempted on a disk or store opened read-only."""
+
+
+class StorageError(VhdkitError):
+    """The store behind an image failed: an I/O error, a bad URL, a missing file."""
+
+
+class ImageNotFoundError(StorageError, FileNotFoundError):
+    """The image file (or URL) does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PlacementError(VhdkitError):
+    """The placement layer could not place or verify a VM's files."""
+
+
+class MigrationError(VhdkitError):
+    """A copy or mirror job failed; the source stays intact and in use."""

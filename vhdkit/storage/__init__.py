@@ -1,0 +1,45 @@
+"""Where an image's bytes live: the Store protocol and its backends.
+
+``open_store(target)`` picks the backend: a plain path or ``file://`` URL is a LocalStore; any
+other URL goes to fsspec (``memory://``, ``http://`` ...). SMB shares get their own backend.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote, urlparse
+
+from .base import BaseStore, Store, read_fully
+from .fsspec_store import FsspecStore
+from .local import LocalStore
+from .overlay import OverlayStore
+
+__all__ = [
+    "BaseStore",
+    "FsspecStore",
+    "LocalStore",
+    "OverlayStore",
+    "Store",
+    "is_url",
+    "open_store",
+    "read_fully",
+]
+
+
+def is_url(target: str) -> bool:
+    scheme = urlparse(target).scheme
+    return len(scheme) > 1 and "://" in target  # "C:\..." is a drive letter, not a scheme
+
+
+def open_store(target: str | os.PathLike[str], *, writable: bool = False, create: bool = False) -> Store:
+    """Open ``target`` (path or URL) as a Store; read-only unless ``writable``."""
+    if isinstance(target, os.PathLike):
+        return LocalStore(target, writable=writable, create=create)
+    if not isinstance(target, str):
+        raise TypeError(f"expected a path or URL, got {type(target).__name__}")
+    if is_url(target):
+        parsed = urlparse(target)
+        if parsed.scheme == "file":
+            return LocalStore(unquote(parsed.path), writable=writable, create=create)
+        return FsspecStore(target, writable=writable, create=create)
+    return LocalStore(target, writable=writable, create=create)

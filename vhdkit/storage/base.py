@@ -1,0 +1,117 @@
+"""The Store protocol: positional byte I/O on whatever holds an image's bytes.
+
+Formats never touch a file object; they call ``pread``/``preadinto``/``pwrite`` with explicit
+offsets, so one store can serve several readers (a parent shared by two children, a copy engine's
+reader and writer threads) without a shared file position.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol, runtime_checkable
+
+from ..errors import ReadOnlyError, StorageError
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Positional byte I/O. ``url`` names the store for messages; ``writable`` says if pwrite works."""
+
+    url: str
+    writable: bool
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset``; shorter only at the end of the store."""
+
+    def preadinto(self, offset: int, buf: memoryview) -> int:
+        """Fill ``buf`` from ``offset``; returns the count, short only at the end of the store."""
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> int: ...
+
+    def size(self) -> int: ...
+
+    def truncate(self, n: int) -> None: ...
+
+    def flush(self) -> None:
+        """Make every completed write durable (fsync for local files)."""
+
+    def close(self) -> None: ...
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        """(offset, length) runs that hold data; holes read as zeros. Whole store if unknown."""
+
+    def allocated_bytes(self) -> int | None:
+        """Bytes the store really uses (``du``), or None when the backend cannot tell."""
+
+    def punch(self, offset: int, n: int) -> None:
+        """Hint: these bytes are no longer needed and read back as zeros afterwards."""
+
+
+class BaseStore:
+    """Shared behaviour: bounds checks, read-only refusal, sparse hints that do nothing."""
+
+    url: str = "<store>"
+    writable: bool = False
+
+    def pread(self, offset: int, n: int) -> bytes:
+        _check_range(offset, n)
+        buf = bytearray(n)
+        got = self.preadinto(offset, memoryview(buf))
+        del buf[got:]
+        return bytes(buf)
+
+    def preadinto(self, offset: int, buf: memoryview) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> int:
+        raise ReadOnlyError(f"{self.url} is open read-only")
+
+    def size(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def truncate(self, n: int) -> None:
+        raise ReadOnlyError(f"{self.url} is open read-only")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        size = self.size()
+        if size:
+            yield (0, size)
+
+    def allocated_bytes(self) -> int | None:
+        return None
+
+    def punch(self, offset: int, n: int) -> None:
+        self._require_writable()
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ReadOnlyError(f"{self.url} is open read-only")
+
+    def __enter__(self) -> "BaseStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "rw" if self.writable else "ro"
+        return f"<{type(self).__name__} {self.url} {mode}>"
+
+
+def _check_range(offset: int, n: int) -> None:
+    if offset < 0 or n < 0:
+        raise ValueError(f"negative offset or length: offset={offset} n={n}")
+
+
+def read_fully(store: Store, offset: int, buf: memoryview, what: str) -> None:
+    """Fill ``buf`` or raise StorageError saying what could not be read (used for payload)."""
+    got = store.preadinto(offset, buf)
+    if got != len(buf):
+        raise StorageError(
+            f"{store.url}: short read of {what}: {got} of {len(buf)} bytes at offset {offset:#x}"
+        )

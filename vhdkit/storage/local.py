@@ -1,0 +1,139 @@
+"""Local files: os.pread/os.preadv/os.pwrite, fsync, fallocate, SEEK_DATA/SEEK_HOLE."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from typing import Iterator
+
+from ..errors import ImageNotFoundError, StorageError
+from .base import BaseStore, _check_range
+
+# fallocate(2) modes (linux/falloc.h); Python's os module exposes only posix_fallocate.
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+_libc = None
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
+    """fallocate(2); returns False when the filesystem or platform does not support it."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _libc.fallocate(fd, mode, offset, length) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+class LocalStore(BaseStore):
+    """A local file opened by path; ``writable=True`` opens it O_RDWR (never creates it)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, writable: bool = False, create: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.url = self.path
+        self.writable = writable or create
+        flags = os.O_RDWR if self.writable else os.O_RDONLY
+        if create:
+            flags |= os.O_CREAT | os.O_EXCL
+        try:
+            self._fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileNotFoundError as e:
+            raise ImageNotFoundError(f"no such file: {self.path}") from e
+        except IsADirectoryError as e:
+            raise StorageError(f"{self.path} is a directory") from e
+        except OSError as e:
+            raise StorageError(f"cannot open {self.path}: {e.strerror}") from e
+
+    def preadinto(self, offset: int, buf: memoryview) -> int:
+        _check_range(offset, len(buf))
+        total = 0
+        view = buf.cast("B") if buf.format != "B" else buf
+        while total < len(view):
+            try:
+                got = os.preadv(self._fd, [view[total:]], offset + total)
+            except OSError as e:
+                raise StorageError(f"read error on {self.path} at {offset + total:#x}: {e.strerror}") from e
+            if got == 0:
+                break
+            total += got
+        return total
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> int:
+        self._require_writable()
+        _check_range(offset, len(data))
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.pwrite(self._fd, view[done:], offset + done)
+            except OSError as e:
+                raise StorageError(f"write error on {self.path} at {offset + done:#x}: {e.strerror}") from e
+        return done
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def truncate(self, n: int) -> None:
+        self._require_writable()
+        try:
+            os.ftruncate(self._fd, n)
+        except OSError as e:
+            raise StorageError(f"cannot resize {self.path} to {n}: {e.strerror}") from e
+
+    def flush(self) -> None:
+        if self.writable:
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                raise StorageError(f"fsync failed on {self.path}: {e.strerror}") from e
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        """Data runs by SEEK_DATA/SEEK_HOLE; the whole file where the filesystem cannot say."""
+        end = self.size()
+        pos = 0
+        while pos < end:
+            try:
+                start = os.lseek(self._fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # no data after pos
+                    return
+                yield (pos, end - pos)  # EINVAL: no SEEK_DATA support here
+                return
+            hole = os.lseek(self._fd, start, os.SEEK_HOLE)
+            yield (start, hole - start)
+            pos = hole
+
+    def allocated_bytes(self) -> int | None:
+        return os.fstat(self._fd).st_blocks * 512
+
+    def preallocate(self, offset: int, n: int) -> bool:
+        """Reserve space without writing it; False where the filesystem cannot."""
+        self._require_writable()
+        return _fallocate(self._fd, 0, offset, n)
+
+    def punch(self, offset: int, n: int) -> None:
+        self._require_writable()
+        if not _fallocate(self._fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, n):
+            # No hole punching here: the contract is "reads back as zeros", so write them.
+            zeros = bytes(min(n, 1 << 20))
+            done = 0
+            while done < n:
+                step = min(len(zeros), n - done)
+                self.pwrite(offset + done, zeros[:step])
+                done += step

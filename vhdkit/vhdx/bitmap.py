@@ -1,0 +1,38 @@
+"""Sector bitmaps of differencing VHDX files ([MS-VHDX] 2.4): LSB-first, 1 = sector is here.
+
+(VHD bitmaps are MSB-first; do not share code between the two.)
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+_ALL = 0xFFFFFFFFFFFFFFFF
+
+
+def bitmap_runs(bitmap: bytes, first: int, count: int) -> Iterator[tuple[int, int, bool]]:
+    """Runs of equal bits in ``bitmap[first : first + count]`` (bit indices) as (start, n, set).
+
+    Works a 64-bit word at a time, so all-present and all-absent stretches cost one step per
+    64 sectors; only mixed words are walked bit by bit.
+    """
+    if count <= 0:
+        return
+    end = first + count
+    if end > len(bitmap) * 8:
+        raise ValueError("bit range outside the bitmap")
+    run_start = first
+    run_value = bool(bitmap[first >> 3] >> (first & 7) & 1)
+    pos = first
+    while pos < end:
+        if pos & 63 == 0 and pos + 64 <= end:
+            word = int.from_bytes(bitmap[pos >> 3 : (pos >> 3) + 8], "little")
+            if word == (_ALL if run_value else 0):
+                pos += 64
+                continue
+        bit = bool(bitmap[pos >> 3] >> (pos & 7) & 1)
+        if bit != run_value:
+            yield run_start, pos - run_start, run_value
+            run_start, run_value = pos, bit
+        pos += 1
+    yield run_start, end - run_start, run_value

@@ -1,0 +1,268 @@
+"""VhdxDisk: a VHDX image opened as a VirtualDisk.
+
+Opening follows [MS-VHDX] 2.3.3: read the identifier and headers, replay the log if it is not
+empty (to the file for a read-write open, into memory for a read-only one), and only then read
+the region table, metadata and BAT.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Callable, Iterator
+
+from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
+from ..errors import CorruptImageError, ParentNotFoundError
+from ..storage import OverlayStore, Store, read_fully
+from . import layout as L
+from .bat import BatGeometry, BlockAllocationTable
+from .bitmap import bitmap_runs
+from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
+from .log import LogReader, LogReplay, describe, replay_sequence
+from .metadata import Metadata, ParentLocator, read_metadata
+from .regions import RegionTableSelection, read_region_tables
+
+# Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
+ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
+
+_ZERO_STATES = (L.PAYLOAD_BLOCK_ZERO, L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095,
+                L.PAYLOAD_BLOCK_UNDEFINED)
+
+
+class VhdxDisk(VirtualDisk):
+    format_name = "vhdx"
+
+    def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None) -> None:
+        self.file_store = store
+        self.creator = read_creator(store)
+        selection = select_current_header(store)
+        self.header_selection: HeaderSelection = selection
+        self.header: VhdxHeader = selection.current
+        self.log_replay = LogReplay(state="empty")
+        view: Store = store
+        if not self.header.log_is_empty:
+            view = self._replay(store, writable)
+        self.regions: RegionTableSelection = read_region_tables(view)
+        bat_region = self.regions.current.find(L.BAT_REGION_GUID)
+        self.metadata: Metadata = read_metadata(view, self.regions.current.find(L.METADATA_REGION_GUID))
+        md = self.metadata
+        self.geometry = BatGeometry(md.virtual_disk_size, md.block_size, md.logical_sector_size, md.has_parent)
+        self.bat = BlockAllocationTable.read(view, self.geometry, bat_region.file_offset, bat_region.length)
+        super().__init__(view, size=md.virtual_disk_size, logical_sector_size=md.logical_sector_size,
+                         physical_sector_size=md.physical_sector_size, writable=False)
+        if writable:
+            # Payload writes arrive with VHDX writing; until then an r+ open replays and reads.
+            self._writable = False
+        self._bitmap_cache: dict[int, bytes] = {}
+        self._bitmap_lock = threading.Lock()
+        if md.has_parent:
+            if parent_resolver is None:
+                self.parent = None
+            else:
+                self.parent = parent_resolver(self)
+
+    # -- opening -------------------------------------------------------------------------------
+    def _replay(self, store: Store, writable: bool) -> Store:
+        reader = LogReader(store, self.header)
+        sequence = reader.find_active_sequence()
+        if writable:
+            # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
+            # LogGuid stays until the replay is durable, so a crash here replays again.
+            self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())
+            written = replay_sequence(store, self.header, sequence)
+            store.flush()
+            self.header = write_updated_header(store, self.header, log_guid=L.NULL_GUID)
+            self.log_replay = describe(sequence, "replayed", written)
+            return store
+        overlay = OverlayStore(store)
+        written = replay_sequence(overlay, self.header, sequence)
+        self.log_replay = describe(sequence, "replayed_in_memory", written)
+        return overlay
+
+    # -- what the disk is ----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.file_store.url
+
+    @property
+    def disk_type(self) -> str:
+        if self.metadata.has_parent:
+            return "differencing"
+        return "fixed" if self.metadata.leave_block_allocated else "dynamic"
+
+    @property
+    def block_size(self) -> int:
+        return self.metadata.block_size
+
+    @property
+    def disk_id(self) -> uuid.UUID:
+        return self.metadata.virtual_disk_id
+
+    @property
+    def parent_locator(self) -> ParentLocator | None:
+        return self.metadata.parent_locator
+
+    # -- reading -------------------------------------------------------------------------------
+    def _block_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int, int]]:
+        """(virtual offset, length, block, state, file offset of the block) for the range."""
+        bs = self.geometry.block_size
+        pos, end = offset, offset + length
+        while pos < end:
+            block = pos // bs
+            stop = min(end, (block + 1) * bs)
+            state, file_offset = self.bat.payload(block)
+            yield pos, stop - pos, block, state, file_offset
+            pos = stop
+
+    def _read_aligned(self, offset: int, buf: memoryview) -> None:
+        self._check_open()
+        bs = self.geometry.block_size
+        for pos, n, block, state, file_offset in self._block_runs(offset, len(buf)):
+            view = buf[pos - offset : pos - offset + n]
+            if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+                self._read_payload(block, file_offset + pos % bs, view)
+            elif state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+                if self.metadata.has_parent:
+                    self._read_parent_checked(pos, view)
+                else:
+                    fill_zeros(view)
+            elif state in _ZERO_STATES:
+                fill_zeros(view)
+            elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and self.metadata.has_parent:
+                for run_pos, run_len, present in self._sector_runs(pos, n):
+                    part = view[run_pos - pos : run_pos - pos + run_len]
+                    if present:
+                        self._read_payload(block, file_offset + run_pos % bs, part)
+                    else:
+                        self._read_parent_checked(run_pos, part)
+            else:
+                raise self._bad_state(block, state)
+
+    def _read_payload(self, block: int, file_offset: int, view: memoryview) -> None:
+        if file_offset < L.HEADER_SECTION_SIZE:
+            raise CorruptImageError("payload block inside the header section",
+                                    structure=f"BAT entry for block {block}",
+                                    offset=self.bat.region_offset + self.geometry.payload_index(block) * 8,
+                                    field="FileOffsetMB", found=file_offset)
+        got = self.store.preadinto(file_offset, view)
+        if got != len(view):
+            raise CorruptImageError("payload block extends past the end of the file",
+                                    structure=f"payload block {block}", offset=file_offset,
+                                    expected=len(view), found=got)
+
+    def _read_parent_checked(self, offset: int, view: memoryview) -> None:
+        if self.parent is None:
+            raise ParentNotFoundError(f"{self.name} is a differencing disk and its parent is not open")
+        self._read_parent(offset, view)
+
+    def _bad_state(self, block: int, state: int) -> CorruptImageError:
+        return CorruptImageError(
+            f"payload block state {state} is not valid in a {self.disk_type} disk",
+            structure=f"BAT entry for block {block}",
+            offset=self.bat.region_offset + self.geometry.payload_index(block) * L.BAT_ENTRY_SIZE,
+            field="State", found=state,
+        )
+
+    def _sector_bitmap(self, chunk: int) -> bytes:
+        """The 1 MiB sector bitmap block of ``chunk`` (LSB-first, 1 = sector is in this file)."""
+        cached = self._bitmap_cache.get(chunk)
+        if cached is not None:
+            return cached
+        state, file_offset = self.bat.bitmap(chunk)
+        where = dict(structure=f"BAT sector bitmap entry for chunk {chunk}",
+                     offset=self.bat.region_offset + self.geometry.bitmap_index(chunk) * L.BAT_ENTRY_SIZE)
+        if state != L.SB_BLOCK_PRESENT:
+            raise CorruptImageError("a partially present block's sector bitmap is not present",
+                                    field="State", expected=L.SB_BLOCK_PRESENT, found=state, **where)  # type: ignore[arg-type]
+        if file_offset < L.HEADER_SECTION_SIZE:
+            raise CorruptImageError("sector bitmap block inside the header section", field="FileOffsetMB",
+                                    found=file_offset, **where)  # type: ignore[arg-type]
+        data = bytearray(L.SECTOR_BITMAP_BLOCK_SIZE)
+        try:
+            read_fully(self.store, file_offset, memoryview(data), f"sector bitmap of chunk {chunk}")
+        except Exception as e:
+            raise CorruptImageError("sector bitmap block extends past the end of the file",
+                                    found=file_offset, **where) from e  # type: ignore[arg-type]
+        with self._bitmap_lock:
+            if len(self._bitmap_cache) >= 16:
+                self._bitmap_cache.pop(next(iter(self._bitmap_cache)))
+            self._bitmap_cache[chunk] = bytes(data)
+        return bytes(data)
+
+    def _sector_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, bool]]:
+        """(virtual offset, length, present in this file) by the sector bitmap, within one block."""
+        g = self.geometry
+        lss = g.logical_sector_size
+        chunk = offset // g.chunk_size
+        bitmap = self._sector_bitmap(chunk)
+        first = (offset - chunk * g.chunk_size) // lss
+        count = length // lss
+        for start, n, present in bitmap_runs(bitmap, first, count):
+            yield chunk * g.chunk_size + start * lss, n * lss, present
+
+    def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
+        differencing = self.metadata.has_parent
+        for pos, n, block, state, _ in self._block_runs(offset, length):
+            if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+                yield Extent(pos, n, ExtentState.DATA)
+            elif state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+                yield Extent(pos, n, ExtentState.PARENT if differencing else ExtentState.UNALLOCATED)
+            elif state in _ZERO_STATES:
+                yield Extent(pos, n, ExtentState.ZERO)
+            elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and differencing:
+                for run_pos, run_len, present in self._sector_runs(pos, n):
+                    yield Extent(run_pos, run_len, ExtentState.DATA if present else ExtentState.PARENT)
+            else:
+                raise self._bad_state(block, state)
+
+    # -- reporting -----------------------------------------------------------------------------
+    def info(self) -> DiskInfo:
+        md, h = self.metadata, self.header
+        parent = None
+        if md.parent_locator is not None:
+            parent = {
+                "parent_linkage": md.parent_locator.parent_linkage,
+                "parent_linkage2": md.parent_locator.parent_linkage2,
+                "locators": dict(md.parent_locator.entries),
+                "resolved": self.parent.name if self.parent is not None else None,
+            }
+        log = {
+            "state": self.log_replay.state,
+            "entries_replayed": self.log_replay.entries,
+            "descriptors_replayed": self.log_replay.descriptors,
+            "first_sequence": self.log_replay.first_sequence,
+            "last_sequence": self.log_replay.last_sequence,
+            "log_offset": h.log_offset,
+            "log_length": h.log_length,
+        }
+        blocks = {"total": self.geometry.data_blocks, **self.bat.payload_state_counts()}
+        details = {
+            "header": {
+                "current": h.slot,
+                "sequence_numbers": [x.sequence_number if x else None for x in self.header_selection.headers],
+                "file_write_guid": str(h.file_write_guid),
+                "data_write_guid": str(h.data_write_guid),
+                "log_guid": str(h.log_guid),
+            },
+            "regions": [
+                {"name": r.name, "guid": str(r.guid), "file_offset": r.file_offset, "length": r.length,
+                 "required": r.required}
+                for r in self.regions.current.regions
+            ],
+            "metadata_items": [
+                {"name": e.name, "offset": e.offset, "length": e.length, "is_user": e.is_user,
+                 "is_virtual_disk": e.is_virtual_disk, "is_required": e.is_required}
+                for e in md.entries
+            ],
+            "chunk_ratio": self.geometry.chunk_ratio,
+            "bat_entries": self.geometry.entry_count,
+            "sector_bitmap_blocks": self.bat.bitmap_state_counts(),
+        }
+        return DiskInfo(
+            path=self.name, format="vhdx", type=self.disk_type, virtual_size=self.size,
+            file_size=self.file_store.size(), size_on_disk=self.file_store.allocated_bytes(),
+            logical_sector_size=self.logical_sector_size, physical_sector_size=self.physical_sector_size,
+            block_size=md.block_size, disk_id=str(md.virtual_disk_id), creator=self.creator,
+            parent=parent, log=log, blocks=blocks, details=details,
+        )
+

@@ -1,0 +1,289 @@
+"""The VHDX log ([MS-VHDX] 2.3): reading entries, finding the active sequence, replaying it.
+
+A log is a ring buffer of entries. Each entry is a run of 4 KiB sectors: descriptor sectors (the
+first starts with the 64-byte entry header), then one data sector per data descriptor. Replay
+finds the newest valid and complete sequence (2.3.3), writes its descriptors tail to head, then
+makes the file at least LastFileOffset long.
+
+``replay_log`` writes to whatever store it is given: the image file itself for a read-write open,
+or an OverlayStore for a read-only open, which leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..errors import CorruptImageError
+from ..storage import OverlayStore, Store
+from ..units import ceil_div
+from . import layout as L
+from .checksum import crc32c_with_zeroed_field, parse, stored_checksum
+from .headers import VhdxHeader
+
+# A file offset beyond this in a log entry is nonsense: the largest VHDX (64 TiB of payload plus
+# its BAT and bitmaps) fits well below it.
+MAX_FILE_OFFSET = 1 << 47
+
+
+@dataclass(frozen=True)
+class LogDescriptor:
+    """One update: ``data`` is the full 4 KiB sector, or None for a zero descriptor."""
+
+    file_offset: int
+    length: int
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    position: int  # offset of the entry inside the log
+    entry_length: int
+    tail: int
+    sequence_number: int
+    flushed_file_offset: int
+    last_file_offset: int
+    descriptors: tuple[LogDescriptor, ...]
+
+
+@dataclass
+class LogSequence:
+    entries: list[LogEntry]
+
+    @property
+    def head(self) -> LogEntry:
+        return self.entries[-1]
+
+    @property
+    def tail(self) -> LogEntry:
+        return self.entries[0]
+
+
+@dataclass
+class LogReplay:
+    """What a replay did, for ``vhdkit info`` and for tests."""
+
+    state: str  # "empty", "replayed" (on disk) or "replayed_in_memory"
+    entries: int = 0
+    descriptors: int = 0
+    tail_position: int | None = None
+    head_position: int | None = None
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    written_ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _descriptor_sectors(count: int) -> int:
+    """Sectors that hold ``count`` descriptors: 126 in the first, 128 in each after (2.3.1)."""
+    return ceil_div(count + 2, L.DESCRIPTORS_PER_SECTOR)
+
+
+class LogReader:
+    """Reads entries out of the ring buffer, validating every field the spec constrains."""
+
+    def __init__(self, store: Store, header: VhdxHeader) -> None:
+        self.store = store
+        self.header = header
+        self.offset = header.log_offset
+        self.length = header.log_length
+        if self.length == 0 or self.length % L.LOG_SECTOR_SIZE:
+            raise CorruptImageError("the log is not empty but has no valid length",
+                                    structure=f"VHDX header {header.slot}", offset=header.offset,
+                                    field="LogLength", found=self.length)
+        if self.offset + self.length > store.size():
+            raise CorruptImageError("the log extends past the end of the file", structure="log",
+                                    offset=self.offset, expected=f"end <= {store.size():#x}",
+                                    found=self.offset + self.length)
+        self._cache: dict[int, LogEntry | None] = {}
+        self.rejections: dict[int, str] = {}
+
+    def _read(self, position: int, n: int) -> bytes:
+        """``n`` bytes from log position ``position``, wrapping at the end of the ring."""
+        out = bytearray()
+        while len(out) < n:
+            pos = (position + len(out)) % self.length
+            take = min(n - len(out), self.length - pos)
+            chunk = self.store.pread(self.offset + pos, take)
+            if len(chunk) != take:
+                raise CorruptImageError("log is truncated", structure="log", offset=self.offset + pos)
+            out += chunk
+        return bytes(out)
+
+    def entry_at(self, position: int) -> LogEntry | None:
+        if position not in self._cache:
+            entry, reason = self._parse_entry(position)
+            self._cache[position] = entry
+            if reason:
+                self.rejections[position] = reason
+        return self._cache[position]
+
+    def _parse_entry(self, position: int) -> tuple[LogEntry | None, str | None]:
+        """Parse and validate the entry at ``position``: (entry, None) or (None, why not)."""
+        first = self._read(position, L.LOG_SECTOR_SIZE)
+        where = self.offset + position
+        h = parse(L.LogEntryHeader, first, "log entry", where)
+        if h.signature != L.LOG_ENTRY_SIGNATURE:
+            return None, "no entry signature"
+        if h.entry_length == 0 or h.entry_length % L.LOG_SECTOR_SIZE or h.entry_length > self.length:
+            return None, f"bad EntryLength {h.entry_length:#x}"
+        if h.tail % L.LOG_SECTOR_SIZE or h.tail >= self.length:
+            return None, f"bad Tail {h.tail:#x}"
+        if h.sequence_number == 0:
+            return None, "SequenceNumber is zero"
+        if h.log_guid != self.header.log_guid:
+            return None, "LogGuid does not match the header"
+        for name, value in (("FlushedFileOffset", h.flushed_file_offset), ("LastFileOffset", h.last_file_offset)):
+            if value % L.ALIGNMENT or value > MAX_FILE_OFFSET:
+                return None, f"bad {name} {value:#x}"
+        seq = h.sequence_number
+        desc_sectors = _descriptor_sectors(h.descriptor_count)
+        if desc_sectors * L.LOG_SECTOR_SIZE > h.entry_length:
+            return None, f"DescriptorCount {h.descriptor_count} does not fit in the entry"
+        raw = first + self._read(position + L.LOG_SECTOR_SIZE, h.entry_length - L.LOG_SECTOR_SIZE)
+        if crc32c_with_zeroed_field(raw) != stored_checksum(raw):
+            return None, "checksum mismatch"
+        descriptors = []
+        data_at = desc_sectors * L.LOG_SECTOR_SIZE
+        for i in range(h.descriptor_count):
+            at = (i + 2) * L.DESCRIPTOR_SIZE  # slots 0-1 hold the entry header
+            sig = raw[at : at + 4]
+            if sig == L.ZERO_DESCRIPTOR_SIGNATURE:
+                z = parse(L.ZeroDescriptor, raw[at : at + L.DESCRIPTOR_SIZE], "zero descriptor", where + at)
+                if z.sequence_number != seq or z.file_offset % L.LOG_SECTOR_SIZE or z.zero_length % L.LOG_SECTOR_SIZE:
+                    return None, f"bad zero descriptor {i}"
+                descriptors.append(LogDescriptor(z.file_offset, z.zero_length, None))
+            elif sig == L.DATA_DESCRIPTOR_SIGNATURE:
+                d = parse(L.DataDescriptor, raw[at : at + L.DESCRIPTOR_SIZE], "data descriptor", where + at)
+                if d.sequence_number != seq or d.file_offset % L.LOG_SECTOR_SIZE:
+                    return None, f"bad data descriptor {i}"
+                if data_at + L.LOG_SECTOR_SIZE > h.entry_length:
+                    return None, "more data descriptors than data sectors"
+                sector = parse(L.DataSector, raw[data_at : data_at + L.LOG_SECTOR_SIZE], "data sector", where + data_at)
+                if sector.signature != L.DATA_SECTOR_SIGNATURE or (
+                    sector.sequence_high << 32 | sector.sequence_low
+                ) != seq:
+                    return None, f"bad data sector for descriptor {i}"
+                data = d.leading_bytes + sector.data + d.trailing_bytes
+                descriptors.append(LogDescriptor(d.file_offset, L.LOG_SECTOR_SIZE, data))
+                data_at += L.LOG_SECTOR_SIZE
+            else:
+                return None, f"descriptor {i} has no valid signature"
+        entry = LogEntry(position, h.entry_length, h.tail, seq, h.flushed_file_offset,
+                         h.last_file_offset, tuple(descriptors))
+        return entry, None
+
+    def find_active_sequence(self) -> LogSequence:
+        """The newest valid and complete sequence, by the procedure of 2.3.3.
+
+        Raises CorruptImageError when there is none (the header says the log is not empty).
+        """
+        candidate: LogSequence | None = None
+        current_tail = old_tail = 0
+        while True:
+            entries: list[LogEntry] = []
+            head = current_tail
+            used = 0
+            while True:
+                entry = self.entry_at(head)
+                if entry is None:
+                    break
+                if entries and entry.sequence_number != entries[-1].sequence_number + 1:
+                    break
+                if used + entry.entry_length > self.length:  # would lap itself
+                    break
+                entries.append(entry)
+                used += entry.entry_length
+                head = (head + entry.entry_length) % self.length
+            valid = False
+            if entries:
+                positions = [e.position for e in entries]
+                if entries[-1].tail in positions:
+                    valid = True
+                    start = positions.index(entries[-1].tail)
+                    if candidate is None or entries[-1].sequence_number > candidate.head.sequence_number:
+                        candidate = LogSequence(entries[start:])
+            if valid:
+                current_tail = head
+            else:
+                current_tail = (current_tail + L.LOG_SECTOR_SIZE) % self.length
+            if current_tail <= old_tail:
+                break
+            old_tail = current_tail
+        if candidate is None:
+            reasons = "; ".join(f"{pos:#x}: {why}" for pos, why in list(self.rejections.items())[:4])
+            raise CorruptImageError(
+                "the header says the log must be replayed, but the log holds no valid sequence"
+                + (f" ({reasons})" if reasons else ""),
+                structure="log", offset=self.offset,
+            )
+        return candidate
+
+
+def _protected_ranges(header: VhdxHeader) -> Iterator[tuple[int, int, str]]:
+    """Ranges a log entry may never write: the headers (updated only directly) and the log."""
+    yield (0, L.REGION_TABLE_OFFSETS[0], "the file identifier and headers")
+    yield (header.log_offset, header.log_offset + header.log_length, "the log itself")
+
+
+def replay_sequence(store: Store, header: VhdxHeader, sequence: LogSequence) -> list[tuple[int, int]]:
+    """Apply every descriptor tail to head, then extend to LastFileOffset (2.3.3).
+
+    Returns the (offset, length) ranges written. The caller flushes.
+    """
+    head = sequence.head
+    size = store.size()
+    if size < head.flushed_file_offset:
+        raise CorruptImageError(
+            "the file is shorter than the log says it was, so it has been truncated",
+            structure="log entry", offset=header.log_offset + head.position,
+            field="FlushedFileOffset", expected=f">= {head.flushed_file_offset:#x}", found=size,
+        )
+    limit = max(size, head.last_file_offset)
+    written = []
+    for entry in sequence.entries:
+        for d in entry.descriptors:
+            end = d.file_offset + d.length
+            where = dict(structure="log descriptor", offset=header.log_offset + entry.position)
+            if end > limit:
+                raise CorruptImageError("a log descriptor writes past LastFileOffset",
+                                        field="FileOffset", expected=f"end <= {limit:#x}", found=end,
+                                        **where)  # type: ignore[arg-type]
+            for lo, hi, what in _protected_ranges(header):
+                if d.file_offset < hi and end > lo and d.length:
+                    raise CorruptImageError(f"a log descriptor writes over {what}",
+                                            field="FileOffset", found=d.file_offset, **where)  # type: ignore[arg-type]
+    for entry in sequence.entries:
+        for d in entry.descriptors:
+            if d.data is not None:
+                store.pwrite(d.file_offset, d.data)
+            else:
+                _write_zeros(store, d.file_offset, d.length)
+            written.append((d.file_offset, d.length))
+    if store.size() < head.last_file_offset:
+        store.truncate(head.last_file_offset)
+    return written
+
+
+def _write_zeros(store: Store, offset: int, n: int) -> None:
+    if isinstance(store, OverlayStore):
+        store.write_zeros(offset, n)
+        return
+    zeros = bytes(min(n, 1 << 20))
+    done = 0
+    while done < n:
+        step = min(len(zeros), n - done)
+        store.pwrite(offset + done, zeros[:step])
+        done += step
+
+
+def describe(sequence: LogSequence, state: str, written: list[tuple[int, int]]) -> LogReplay:
+    return LogReplay(
+        state=state,
+        entries=len(sequence.entries),
+        descriptors=sum(len(e.descriptors) for e in sequence.entries),
+        tail_position=sequence.tail.position,
+        head_position=sequence.head.position,
+        first_sequence=sequence.tail.sequence_number,
+        last_sequence=sequence.head.sequence_number,
+        written_ranges=written,
+    )
