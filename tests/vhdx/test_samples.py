@@ -44,11 +44,19 @@ def test_dirty_log_read_only_replays_in_memory_and_leaves_file_unchanged(sample)
     assert file_sha256(path) == before
 
 
-def test_dirty_log_ignored_would_read_zeros(sample):
-    """Guards the test above: without the replay the content is the wrong, all-zero answer."""
-    path = sample(LOG_SAMPLE)
-    with vhdkit.open(path) as disk:
-        assert sha256_of_disk(disk) != LOG_SAMPLE_UNREPLAYED
+def test_the_log_is_what_holds_the_data(sample):
+    """Guards the hash above: with the header's LogGuid cleared (as a reader that ignores the
+    log sees the file), the content is the wrong, all-zero answer libvhdi and dissect give."""
+    from .patching import HEADER_OFFSETS, Image, fix_crc
+
+    img = Image(sample(LOG_SAMPLE))
+    for at in HEADER_OFFSETS:
+        img.data[at + 48 : at + 64] = bytes(16)
+        fix_crc(img.data, at, 4096)
+    img.save()
+    with vhdkit.open(img.path) as disk:
+        assert disk.log_replay.state == "empty"
+        assert sha256_of_disk(disk) == LOG_SAMPLE_UNREPLAYED
 
 
 def test_dirty_log_read_write_replays_to_disk_and_qemu_agrees(sample):
