@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ParentNotFoundError
-from ..storage import OverlayStore, Store, read_fully
+from ..storage import OverlayStore, Store
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from .bitmap import bitmap_runs
@@ -69,13 +69,13 @@ class VhdxDisk(VirtualDisk):
             # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
             # LogGuid stays until the replay is durable, so a crash here replays again.
             self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())
-            written = replay_sequence(store, self.header, sequence)
+            written = replay_sequence(store, reader, sequence)
             store.flush()
             self.header = write_updated_header(store, self.header, log_guid=L.NULL_GUID)
             self.log_replay = describe(sequence, "replayed", written)
             return store
         overlay = OverlayStore(store)
-        written = replay_sequence(overlay, self.header, sequence)
+        written = replay_sequence(overlay, reader, sequence)
         self.log_replay = describe(sequence, "replayed_in_memory", written)
         return overlay
 
@@ -144,11 +144,12 @@ class VhdxDisk(VirtualDisk):
                                     structure=f"BAT entry for block {block}",
                                     offset=self.bat.region_offset + self.geometry.payload_index(block) * 8,
                                     field="FileOffsetMB", found=file_offset)
-        got = self.store.preadinto(file_offset, view)
+        end = self.store.size()
+        got = self.store.preadinto(file_offset, view) if file_offset + len(view) <= end else -1
         if got != len(view):
             raise CorruptImageError("payload block extends past the end of the file",
                                     structure=f"payload block {block}", offset=file_offset,
-                                    expected=len(view), found=got)
+                                    expected=f"end <= {end:#x}", found=file_offset + len(view))
 
     def _read_parent_checked(self, offset: int, view: memoryview) -> None:
         if self.parent is None:
@@ -177,17 +178,15 @@ class VhdxDisk(VirtualDisk):
         if file_offset < L.HEADER_SECTION_SIZE:
             raise CorruptImageError("sector bitmap block inside the header section", field="FileOffsetMB",
                                     found=file_offset, **where)  # type: ignore[arg-type]
-        data = bytearray(L.SECTOR_BITMAP_BLOCK_SIZE)
-        try:
-            read_fully(self.store, file_offset, memoryview(data), f"sector bitmap of chunk {chunk}")
-        except Exception as e:
+        data = self.store.pread(file_offset, L.SECTOR_BITMAP_BLOCK_SIZE) if file_offset < self.store.size() else b""
+        if len(data) != L.SECTOR_BITMAP_BLOCK_SIZE:
             raise CorruptImageError("sector bitmap block extends past the end of the file",
-                                    found=file_offset, **where) from e  # type: ignore[arg-type]
+                                    field="FileOffsetMB", found=file_offset, **where)  # type: ignore[arg-type]
         with self._bitmap_lock:
             if len(self._bitmap_cache) >= 16:
                 self._bitmap_cache.pop(next(iter(self._bitmap_cache)))
-            self._bitmap_cache[chunk] = bytes(data)
-        return bytes(data)
+            self._bitmap_cache[chunk] = data
+        return data
 
     def _sector_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, bool]]:
         """(virtual offset, length, present in this file) by the sector bitmap, within one block."""

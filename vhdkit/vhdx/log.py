@@ -24,15 +24,23 @@ from .headers import VhdxHeader
 # A file offset beyond this in a log entry is nonsense: the largest VHDX (64 TiB of payload plus
 # its BAT and bitmaps) fits well below it.
 MAX_FILE_OFFSET = 1 << 47
+# A sound log is scanned in about one pass; entries overlapping at every 4 KiB (only a crafted
+# file has them) would make the scan quadratic in the log's size. Stop at this many passes.
+SCAN_BUDGET_PASSES = 16
 
 
 @dataclass(frozen=True)
 class LogDescriptor:
-    """One update: ``data`` is the full 4 KiB sector, or None for a zero descriptor."""
+    """One update: a 4 KiB data sector or a run of zeros.
+
+    ``data`` holds the full 4 KiB sector only for entries read for replay; the scan for the
+    active sequence keeps just the offsets, so scanning costs no memory per entry.
+    """
 
     file_offset: int
     length: int
-    data: bytes | None
+    is_zero: bool
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class LogReader:
                                     found=self.offset + self.length)
         self._cache: dict[int, LogEntry | None] = {}
         self.rejections: dict[int, str] = {}
+        self._bytes_parsed = 0
 
     def _read(self, position: int, n: int) -> bytes:
         """``n`` bytes from log position ``position``, wrapping at the end of the ring."""
@@ -110,14 +119,23 @@ class LogReader:
         return bytes(out)
 
     def entry_at(self, position: int) -> LogEntry | None:
+        """The valid entry at ``position`` (without sector data), or None."""
         if position not in self._cache:
-            entry, reason = self._parse_entry(position)
+            entry, reason = self._parse_entry(position, with_data=False)
             self._cache[position] = entry
             if reason:
                 self.rejections[position] = reason
         return self._cache[position]
 
-    def _parse_entry(self, position: int) -> tuple[LogEntry | None, str | None]:
+    def with_data(self, entry: LogEntry) -> LogEntry:
+        """The same entry re-read with its data sectors, for replay."""
+        full, reason = self._parse_entry(entry.position, with_data=True)
+        if full is None or full.sequence_number != entry.sequence_number:
+            raise CorruptImageError(f"log entry changed while being read ({reason})", structure="log entry",
+                                    offset=self.offset + entry.position)
+        return full
+
+    def _parse_entry(self, position: int, with_data: bool) -> tuple[LogEntry | None, str | None]:
         """Parse and validate the entry at ``position``: (entry, None) or (None, why not)."""
         first = self._read(position, L.LOG_SECTOR_SIZE)
         where = self.offset + position
@@ -139,6 +157,11 @@ class LogReader:
         desc_sectors = _descriptor_sectors(h.descriptor_count)
         if desc_sectors * L.LOG_SECTOR_SIZE > h.entry_length:
             return None, f"DescriptorCount {h.descriptor_count} does not fit in the entry"
+        self._bytes_parsed += h.entry_length
+        if self._bytes_parsed > SCAN_BUDGET_PASSES * self.length + h.entry_length:
+            raise CorruptImageError("log entries overlap so much that scanning the log would not end "
+                                    "in reasonable time; the log is damaged or crafted",
+                                    structure="log", offset=self.offset)
         raw = first + self._read(position + L.LOG_SECTOR_SIZE, h.entry_length - L.LOG_SECTOR_SIZE)
         if crc32c_with_zeroed_field(raw) != stored_checksum(raw):
             return None, "checksum mismatch"
@@ -151,7 +174,7 @@ class LogReader:
                 z = parse(L.ZeroDescriptor, raw[at : at + L.DESCRIPTOR_SIZE], "zero descriptor", where + at)
                 if z.sequence_number != seq or z.file_offset % L.LOG_SECTOR_SIZE or z.zero_length % L.LOG_SECTOR_SIZE:
                     return None, f"bad zero descriptor {i}"
-                descriptors.append(LogDescriptor(z.file_offset, z.zero_length, None))
+                descriptors.append(LogDescriptor(z.file_offset, z.zero_length, is_zero=True))
             elif sig == L.DATA_DESCRIPTOR_SIGNATURE:
                 d = parse(L.DataDescriptor, raw[at : at + L.DESCRIPTOR_SIZE], "data descriptor", where + at)
                 if d.sequence_number != seq or d.file_offset % L.LOG_SECTOR_SIZE:
@@ -163,8 +186,8 @@ class LogReader:
                     sector.sequence_high << 32 | sector.sequence_low
                 ) != seq:
                     return None, f"bad data sector for descriptor {i}"
-                data = d.leading_bytes + sector.data + d.trailing_bytes
-                descriptors.append(LogDescriptor(d.file_offset, L.LOG_SECTOR_SIZE, data))
+                data = d.leading_bytes + sector.data + d.trailing_bytes if with_data else None
+                descriptors.append(LogDescriptor(d.file_offset, L.LOG_SECTOR_SIZE, is_zero=False, data=data))
                 data_at += L.LOG_SECTOR_SIZE
             else:
                 return None, f"descriptor {i} has no valid signature"
@@ -225,11 +248,12 @@ def _protected_ranges(header: VhdxHeader) -> Iterator[tuple[int, int, str]]:
     yield (header.log_offset, header.log_offset + header.log_length, "the log itself")
 
 
-def replay_sequence(store: Store, header: VhdxHeader, sequence: LogSequence) -> list[tuple[int, int]]:
+def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> list[tuple[int, int]]:
     """Apply every descriptor tail to head, then extend to LastFileOffset (2.3.3).
 
     Returns the (offset, length) ranges written. The caller flushes.
     """
+    header = reader.header
     head = sequence.head
     size = store.size()
     if size < head.flushed_file_offset:
@@ -253,11 +277,12 @@ def replay_sequence(store: Store, header: VhdxHeader, sequence: LogSequence) -> 
                     raise CorruptImageError(f"a log descriptor writes over {what}",
                                             field="FileOffset", found=d.file_offset, **where)  # type: ignore[arg-type]
     for entry in sequence.entries:
-        for d in entry.descriptors:
-            if d.data is not None:
-                store.pwrite(d.file_offset, d.data)
-            else:
+        for d in reader.with_data(entry).descriptors:
+            if d.is_zero:
                 _write_zeros(store, d.file_offset, d.length)
+            else:
+                assert d.data is not None
+                store.pwrite(d.file_offset, d.data)
             written.append((d.file_offset, d.length))
     if store.size() < head.last_file_offset:
         store.truncate(head.last_file_offset)

@@ -73,9 +73,11 @@ def read_metadata(store: Store, region: Region) -> Metadata:
                                 expected=f"end <= {store.size():#x}", found=region.end)
     table_raw = store.pread(region.file_offset, L.METADATA_TABLE_SIZE)
     entries = parse_metadata_table(table_raw, region)
+    # Only the known system items are read: an image may list 2047 items of up to 1 MiB each,
+    # all over the same bytes, and reading them all would cost memory the file does not justify.
     items: dict[uuid.UUID, bytes] = {}
     for e in entries:
-        if e.length:
+        if e.length and not e.is_user and e.item_id in L.KNOWN_METADATA_ITEMS:
             items[e.item_id] = store.pread(region.file_offset + e.offset, e.length)
     return interpret_metadata(region, entries, items)
 
