@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import stat
 from typing import Iterator
 
 from ..errors import ImageNotFoundError, StorageError
@@ -50,6 +51,10 @@ class LocalStore(BaseStore):
             raise StorageError(f"{self.path} is a directory") from e
         except OSError as e:
             raise StorageError(f"cannot open {self.path}: {e.strerror}") from e
+        if stat.S_ISDIR(os.fstat(self._fd).st_mode):  # O_RDONLY opens a directory without EISDIR
+            os.close(self._fd)
+            self._fd = -1
+            raise StorageError(f"{self.path} is a directory")
 
     def preadinto(self, offset: int, buf: memoryview) -> int:
         _check_range(offset, len(buf))

@@ -39,9 +39,9 @@ class OverlayStore(BaseStore):
 
     def truncate(self, n: int) -> None:
         if n < self._size:
-            self._cut(n, self._size)
-            self._put(n, self._size, None)  # bytes past a shrink read as zero if regrown
-            self._cut(n, self._size)
+            # Cut bytes read as zeros if the overlay grows again, as in a real file: hide the
+            # base's bytes there behind a zero segment.
+            self._put(n, max(self._size, self.base.size()), None)
         self._size = n
 
     def punch(self, offset: int, n: int) -> None:

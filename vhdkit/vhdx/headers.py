@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
 from ..storage import Store
@@ -38,7 +38,7 @@ class VhdxHeader:
     version: int
     log_length: int
     log_offset: int
-    raw: bytes
+    raw: bytes = field(repr=False)
 
     @property
     def offset(self) -> int:

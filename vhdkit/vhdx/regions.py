@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
 from ..storage import Store
@@ -33,7 +33,7 @@ class Region:
 class RegionTable:
     copy: int  # 1 or 2
     regions: tuple[Region, ...]
-    raw: bytes
+    raw: bytes = field(repr=False)
 
     def find(self, guid: uuid.UUID) -> Region:
         for region in self.regions:

@@ -1,0 +1,131 @@
+"""The Store backends: local files, fsspec URLs, and the in-memory overlay used for read-only
+log replay (checked against a plain bytearray model by hypothesis)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vhdkit.errors import ImageNotFoundError, ReadOnlyError, StorageError
+from vhdkit.storage import FsspecStore, LocalStore, OverlayStore, open_store
+
+
+def test_local_store_positional_io(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    with LocalStore(path, writable=True) as s:
+        assert s.pread(2, 3) == b"234"
+        assert s.pread(8, 100) == b"89"  # short only at the end
+        assert s.pread(50, 10) == b""
+        s.pwrite(12, b"xy")  # past the end: the gap reads as zeros
+        assert s.size() == 14
+        assert s.pread(9, 5) == b"9\0\0xy"
+        s.truncate(4)
+        s.flush()
+        assert s.size() == 4
+    assert path.read_bytes() == b"0123"
+
+
+def test_local_store_read_only_refuses_writes(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with LocalStore(path) as s:
+        with pytest.raises(ReadOnlyError):
+            s.pwrite(0, b"x")
+        with pytest.raises(ReadOnlyError):
+            s.truncate(0)
+    assert path.read_bytes() == b"abc"
+
+
+def test_missing_file_and_directory_are_vhdkit_errors(tmp_path):
+    with pytest.raises(ImageNotFoundError) as err:
+        open_store(tmp_path / "nope")
+    assert isinstance(err.value, FileNotFoundError)
+    with pytest.raises(StorageError, match="directory"):
+        open_store(str(tmp_path))
+
+
+def test_sparse_file_allocated_ranges_and_size_on_disk(tmp_path):
+    path = tmp_path / "sparse"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+        f.seek(16 << 20)
+        f.write(b"x" * (1 << 20))
+    with LocalStore(path, writable=True) as s:
+        ranges = list(s.allocated_ranges())
+        assert len(ranges) == 1 and ranges[0][0] <= 16 << 20 < ranges[0][0] + ranges[0][1]
+        assert s.allocated_bytes() < 8 << 20
+        assert s.preallocate(32 << 20, 4 << 20)
+        assert s.allocated_bytes() >= 5 << 20
+        s.punch(16 << 20, 1 << 20)
+        assert s.pread(16 << 20, 16) == bytes(16)
+
+
+def test_fsspec_memory_store_round_trip():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/stores/a.bin", b"hello world")
+    try:
+        with open_store("memory://stores/a.bin") as s:
+            assert isinstance(s, FsspecStore)
+            assert s.size() == 11 and s.pread(6, 5) == b"world"
+            with pytest.raises(ReadOnlyError):
+                s.pwrite(0, b"x")
+        with open_store("memory://stores/a.bin", writable=True) as s:
+            s.pwrite(14, b"!")
+            assert s.pread(10, 10) == b"d\0\0\0!"
+        with pytest.raises(ImageNotFoundError):
+            open_store("memory://stores/missing.bin")
+    finally:
+        fs.rm("/stores", recursive=True)
+
+
+def test_file_url_is_a_local_store(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with open_store(f"file://{path}") as s:
+        assert isinstance(s, LocalStore) and s.pread(0, 3) == b"abc"
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 300), st.binary(min_size=1, max_size=64)),
+        st.tuples(st.just("zero"), st.integers(0, 300), st.integers(1, 100)),
+        st.tuples(st.just("truncate"), st.integers(0, 400), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.binary(max_size=200), ops=ops, reads=st.lists(st.tuples(st.integers(0, 450), st.integers(0, 200)), max_size=10))
+def test_overlay_behaves_like_a_bytearray_and_leaves_the_base_alone(tmp_path_factory, base, ops, reads):
+    path = tmp_path_factory.mktemp("ov") / "base"
+    path.write_bytes(base)
+    model = bytearray(base)
+    with LocalStore(path) as store:
+        overlay = OverlayStore(store)
+        for op, offset, arg in ops:
+            if op == "write":
+                overlay.pwrite(offset, arg)
+                if offset > len(model):
+                    model += bytes(offset - len(model))
+                model[offset : offset + len(arg)] = arg
+            elif op == "zero":
+                overlay.write_zeros(offset, arg)
+                end = offset + arg
+                if end > len(model):
+                    model += bytes(end - len(model))
+                model[offset:end] = bytes(arg)
+            else:
+                overlay.truncate(offset)
+                del model[offset:]
+                model += bytes(offset - len(model))
+            assert overlay.size() == len(model)
+        for offset, n in reads + [(0, len(model) + 10)]:
+            assert overlay.pread(offset, n) == bytes(model[offset : offset + n])
+    assert path.read_bytes() == base
