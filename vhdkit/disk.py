@@ -108,6 +108,7 @@ class VirtualDisk(io.RawIOBase):
         self.physical_sector_size = physical_sector_size
         self.parent = parent
         self._writable = writable
+        self._read_only_reason = "is open read-only"
         self._granule = logical_sector_size
         self._pos = 0
         self._pos_lock = threading.Lock()
@@ -165,7 +166,7 @@ class VirtualDisk(io.RawIOBase):
         """Write ``data`` at virtual ``offset``; writes past the end are refused."""
         self._check_open()
         if not self._writable:
-            raise ReadOnlyError(f"{self.name} is open read-only")
+            raise ReadOnlyError(f"{self.name} {self._read_only_reason}")
         view = memoryview(data).cast("B")
         if offset < 0 or offset + len(view) > self.size:
             raise ValueError(f"write of {len(view)} bytes at {offset} is outside the {self.size}-byte disk")

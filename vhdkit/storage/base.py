@@ -45,6 +45,9 @@ class Store(Protocol):
     def punch(self, offset: int, n: int) -> None:
         """Hint: these bytes are no longer needed and read back as zeros afterwards."""
 
+    def write_zeros(self, offset: int, n: int) -> None:
+        """Write ``n`` zero bytes at ``offset`` (allocated, unlike punch)."""
+
 
 class BaseStore:
     """Shared behaviour: bounds checks, read-only refusal, sparse hints that do nothing."""
@@ -87,6 +90,14 @@ class BaseStore:
 
     def punch(self, offset: int, n: int) -> None:
         self._require_writable()
+
+    def write_zeros(self, offset: int, n: int) -> None:
+        zeros = bytes(min(n, 1 << 20))
+        done = 0
+        while done < n:
+            step = min(len(zeros), n - done)
+            self.pwrite(offset + done, zeros[:step] if step < len(zeros) else zeros)
+            done += step
 
     def _require_writable(self) -> None:
         if not self.writable:

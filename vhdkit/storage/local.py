@@ -136,9 +136,4 @@ class LocalStore(BaseStore):
         self._require_writable()
         if not _fallocate(self._fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, n):
             # No hole punching here: the contract is "reads back as zeros", so write them.
-            zeros = bytes(min(n, 1 << 20))
-            done = 0
-            while done < n:
-                step = min(len(zeros), n - done)
-                self.pwrite(offset + done, zeros[:step])
-                done += step
+            self.write_zeros(offset, n)

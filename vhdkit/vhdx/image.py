@@ -51,8 +51,8 @@ class VhdxDisk(VirtualDisk):
         super().__init__(view, size=md.virtual_disk_size, logical_sector_size=md.logical_sector_size,
                          physical_sector_size=md.physical_sector_size, writable=False)
         if writable:
-            # Payload writes arrive with VHDX writing; until then an r+ open replays and reads.
-            self._writable = False
+            # An r+ open replays a dirty log into the file; writing the disk itself is not there yet.
+            self._read_only_reason = "is a VHDX: vhdkit cannot write VHDX disks yet (r+ only replays the log)"
         self._bitmap_cache: dict[int, bytes] = {}
         self._bitmap_lock = threading.Lock()
         if md.has_parent:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..errors import CorruptImageError
-from ..storage import OverlayStore, Store
+from ..storage import Store
 from ..units import ceil_div
 from . import layout as L
 from .checksum import crc32c_with_zeroed_field, parse, stored_checksum
@@ -279,7 +279,7 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
     for entry in sequence.entries:
         for d in reader.with_data(entry).descriptors:
             if d.is_zero:
-                _write_zeros(store, d.file_offset, d.length)
+                store.write_zeros(d.file_offset, d.length)
             else:
                 assert d.data is not None
                 store.pwrite(d.file_offset, d.data)
@@ -287,18 +287,6 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
     if store.size() < head.last_file_offset:
         store.truncate(head.last_file_offset)
     return written
-
-
-def _write_zeros(store: Store, offset: int, n: int) -> None:
-    if isinstance(store, OverlayStore):
-        store.write_zeros(offset, n)
-        return
-    zeros = bytes(min(n, 1 << 20))
-    done = 0
-    while done < n:
-        step = min(len(zeros), n - done)
-        store.pwrite(offset + done, zeros[:step])
-        done += step
 
 
 def describe(sequence: LogSequence, state: str, written: list[tuple[int, int]]) -> LogReplay:
