@@ -9,9 +9,9 @@ from typing import Sequence
 import vhdkit
 from vhdkit.errors import VhdkitError
 
-from . import info
+from . import create, info
 
-COMMANDS = (info,)
+COMMANDS = (info, create)
 
 
 def build_parser() -> argparse.ArgumentParser:

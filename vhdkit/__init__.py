@@ -12,6 +12,8 @@ from __future__ import annotations
 from .disk import DiskInfo, Extent, ExtentState, RawDisk, VirtualDisk
 from .errors import (
     CorruptImageError,
+    ImageExistsError,
+    ImageInUseError,
     ImageNotFoundError,
     ParentMismatchError,
     ParentNotFoundError,
@@ -20,16 +22,20 @@ from .errors import (
     UnsupportedFeatureError,
     VhdkitError,
 )
+from .create import BLANK_SIZES, create
 from .open import detect_format, open
 from .vhdx import VhdxDisk
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BLANK_SIZES",
     "CorruptImageError",
     "DiskInfo",
     "Extent",
     "ExtentState",
+    "ImageExistsError",
+    "ImageInUseError",
     "ImageNotFoundError",
     "ParentMismatchError",
     "ParentNotFoundError",
@@ -41,6 +47,7 @@ __all__ = [
     "VhdxDisk",
     "VirtualDisk",
     "__version__",
+    "create",
     "detect_format",
     "open",
 ]

@@ -13,7 +13,9 @@ Bad input (a damaged or hostile image, a missing parent, an unreachable store) r
      ├── ParentMismatchError        a parent was found but its identity does not match the child
      ├── ReadOnlyError              a write to a disk or store opened read-only
      ├── StorageError               the store itself failed (I/O error, bad URL)
- │    └── ImageNotFoundError    also a FileNotFoundError
+ │    ├── ImageNotFoundError    also a FileNotFoundError
+ │    ├── ImageExistsError      also a FileExistsError: creating over an existing file
+ │    └── ImageInUseError       another writer holds the image
      ├── PlacementError             (placement layer)
      └── MigrationError             (copy engine and mirror jobs)
 """
@@ -105,6 +107,17 @@ class ImageNotFoundError(StorageError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ImageExistsError(StorageError, FileExistsError):
+    """Creating an image where a file already exists (and overwriting was not asked for)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ImageInUseError(StorageError):
+    """Another writer (this process or another) has the image open for writing."""
 
 
 class PlacementError(VhdkitError):

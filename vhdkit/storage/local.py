@@ -5,11 +5,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import stat
 from typing import Iterator
 
-from ..errors import ImageNotFoundError, StorageError
+from ..errors import ImageInUseError, ImageNotFoundError, StorageError
 from .base import BaseStore, _check_range
 
 # fallocate(2) modes (linux/falloc.h); Python's os module exposes only posix_fallocate.
@@ -55,6 +56,14 @@ class LocalStore(BaseStore):
             os.close(self._fd)
             self._fd = -1
             raise StorageError(f"{self.path} is a directory")
+        if self.writable:
+            # One writer at a time: an advisory lock every vhdkit writer takes (readers do not).
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                os.close(self._fd)
+                self._fd = -1
+                raise ImageInUseError(f"{self.path} is open for writing elsewhere") from e
 
     def preadinto(self, offset: int, buf: memoryview) -> int:
         _check_range(offset, len(buf))

@@ -97,6 +97,33 @@ class BlockAllocationTable:
         value = self.entries[self.geometry.bitmap_index(chunk)]
         return value & L.BAT_STATE_MASK, (value >> L.BAT_OFFSET_SHIFT) * MiB
 
+    def set_payload(self, block: int, state: int, file_offset: int = 0) -> int:
+        """Set payload block ``block``'s entry; returns its index (for the dirty sector)."""
+        index = self.geometry.payload_index(block)
+        self.entries[index] = _entry(state, file_offset)
+        return index
+
+    def set_bitmap(self, chunk: int, state: int, file_offset: int = 0) -> int:
+        index = self.geometry.bitmap_index(chunk)
+        self.entries[index] = _entry(state, file_offset)
+        return index
+
+    def sector_bytes(self, sector: int) -> bytes:
+        """The on-disk bytes of 4 KiB BAT sector ``sector`` (zeros past the last entry)."""
+        per = L.LOG_SECTOR_SIZE // L.BAT_ENTRY_SIZE
+        part = self.entries[sector * per : (sector + 1) * per]
+        if sys.byteorder == "big":
+            part = array("Q", part)
+            part.byteswap()
+        raw = part.tobytes()
+        return raw + bytes(L.LOG_SECTOR_SIZE - len(raw))
+
+    def to_bytes(self) -> bytes:
+        raw = array("Q", self.entries)
+        if sys.byteorder == "big":
+            raw.byteswap()
+        return raw.tobytes()
+
     def payload_state_counts(self) -> dict[str, int]:
         """How many payload blocks are in each state (by spec name)."""
         g = self.geometry
@@ -130,3 +157,10 @@ class BlockAllocationTable:
             name = {L.SB_BLOCK_NOT_PRESENT: "not_present", L.SB_BLOCK_PRESENT: "present"}.get(state, f"invalid_{state}")
             counts[name] = counts.get(name, 0) + 1
         return counts
+
+
+def _entry(state: int, file_offset: int) -> int:
+    """A BAT entry (2.5.1): FileOffsetMB in bits 20-63, state in bits 0-2."""
+    if file_offset % MiB:
+        raise ValueError(f"block offset {file_offset:#x} is not 1 MiB aligned")
+    return (file_offset // MiB) << L.BAT_OFFSET_SHIFT | state

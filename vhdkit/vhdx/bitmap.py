@@ -36,3 +36,19 @@ def bitmap_runs(bitmap: bytes, first: int, count: int) -> Iterator[tuple[int, in
             run_start, run_value = pos, bit
         pos += 1
     yield run_start, end - run_start, run_value
+
+
+def set_bits(bitmap: bytearray, first: int, count: int) -> None:
+    """Set bits [first, first + count) of an LSB-first bitmap."""
+    end = first + count
+    pos = first
+    while pos < end and pos & 7:
+        bitmap[pos >> 3] |= 1 << (pos & 7)
+        pos += 1
+    whole = (end - pos) >> 3
+    if whole > 0:
+        bitmap[pos >> 3 : (pos >> 3) + whole] = b"\xff" * whole
+        pos += whole << 3
+    while pos < end:
+        bitmap[pos >> 3] |= 1 << (pos & 7)
+        pos += 1

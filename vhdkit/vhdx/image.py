@@ -12,15 +12,17 @@ import uuid
 from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
-from ..errors import CorruptImageError, ParentNotFoundError
+from ..errors import CorruptImageError, ParentNotFoundError, ReadOnlyError
 from ..storage import OverlayStore, Store
+from ..units import align_up
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
-from .bitmap import bitmap_runs
+from .bitmap import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
 from .log import LogReader, LogReplay, describe, replay_sequence
 from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
+from .session import Transaction, WriteSession
 
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
@@ -49,12 +51,12 @@ class VhdxDisk(VirtualDisk):
         self.geometry = BatGeometry(md.virtual_disk_size, md.block_size, md.logical_sector_size, md.has_parent)
         self.bat = BlockAllocationTable.read(view, self.geometry, bat_region.file_offset, bat_region.length)
         super().__init__(view, size=md.virtual_disk_size, logical_sector_size=md.logical_sector_size,
-                         physical_sector_size=md.physical_sector_size, writable=False)
-        if writable:
-            # An r+ open replays a dirty log into the file; writing the disk itself is not there yet.
-            self._read_only_reason = "is a VHDX: vhdkit cannot write VHDX disks yet (r+ only replays the log)"
-        self._bitmap_cache: dict[int, bytes] = {}
+                         physical_sector_size=md.physical_sector_size, writable=writable)
+        self._bitmap_cache: dict[int, bytearray] = {}
         self._bitmap_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._session = WriteSession(self) if writable else None
+        self._broken: BaseException | None = None
         if md.has_parent:
             if parent_resolver is None:
                 self.parent = None
@@ -164,7 +166,7 @@ class VhdxDisk(VirtualDisk):
             field="State", found=state,
         )
 
-    def _sector_bitmap(self, chunk: int) -> bytes:
+    def _sector_bitmap(self, chunk: int) -> bytearray:
         """The 1 MiB sector bitmap block of ``chunk`` (LSB-first, 1 = sector is in this file)."""
         cached = self._bitmap_cache.get(chunk)
         if cached is not None:
@@ -178,22 +180,26 @@ class VhdxDisk(VirtualDisk):
         if file_offset < L.HEADER_SECTION_SIZE:
             raise CorruptImageError("sector bitmap block inside the header section", field="FileOffsetMB",
                                     found=file_offset, **where)  # type: ignore[arg-type]
-        data = self.store.pread(file_offset, L.SECTOR_BITMAP_BLOCK_SIZE) if file_offset < self.store.size() else b""
+        data = bytearray(self.store.pread(file_offset, L.SECTOR_BITMAP_BLOCK_SIZE) if file_offset < self.store.size() else b"")
         if len(data) != L.SECTOR_BITMAP_BLOCK_SIZE:
             raise CorruptImageError("sector bitmap block extends past the end of the file",
                                     field="FileOffsetMB", found=file_offset, **where)  # type: ignore[arg-type]
-        with self._bitmap_lock:
-            if len(self._bitmap_cache) >= 16:
-                self._bitmap_cache.pop(next(iter(self._bitmap_cache)))
-            self._bitmap_cache[chunk] = data
+        self._cache_bitmap(chunk, data)
         return data
 
-    def _sector_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, bool]]:
+    def _cache_bitmap(self, chunk: int, data: bytearray) -> None:
+        with self._bitmap_lock:
+            if chunk not in self._bitmap_cache and len(self._bitmap_cache) >= 16:
+                self._bitmap_cache.pop(next(iter(self._bitmap_cache)))
+            self._bitmap_cache[chunk] = data
+
+    def _sector_runs(self, offset: int, length: int, bitmap: bytearray | None = None) -> Iterator[tuple[int, int, bool]]:
         """(virtual offset, length, present in this file) by the sector bitmap, within one block."""
         g = self.geometry
         lss = g.logical_sector_size
         chunk = offset // g.chunk_size
-        bitmap = self._sector_bitmap(chunk)
+        if bitmap is None:
+            bitmap = self._sector_bitmap(chunk)
         first = (offset - chunk * g.chunk_size) // lss
         count = length // lss
         for start, n, present in bitmap_runs(bitmap, first, count):
@@ -213,6 +219,139 @@ class VhdxDisk(VirtualDisk):
                     yield Extent(run_pos, run_len, ExtentState.DATA if present else ExtentState.PARENT)
             else:
                 raise self._bad_state(block, state)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write_aligned(self, offset: int, data: memoryview) -> None:
+        """Write sector-aligned ``data``: payload first and durable, then its metadata via the log.
+
+        Blocks not yet in the file are appended (1 MiB aligned; the file grows by whole blocks,
+        and the part of a new block not written stays a hole that reads as zeros). In a
+        differencing disk a partial write to an absent block makes it PARTIALLY_PRESENT and sets
+        the written sectors in the chunk's sector bitmap, so the rest still reads from the parent.
+        """
+        self._check_writable()
+        assert self._session is not None
+        with self._write_lock:
+            try:
+                self._session.begin(user_visible=True)
+                tx = Transaction()
+                for pos, n, block, state, file_offset in self._block_runs(offset, len(data)):
+                    piece = data[pos - offset : pos - offset + n]
+                    self._write_block(tx, pos, piece, block, state, file_offset)
+                if tx:
+                    self.file_store.flush()  # payload durable before the BAT points at it
+                    self._session.commit(tx)
+                    for chunk, bitmap in tx.bitmaps.items():
+                        self._cache_bitmap(chunk, bitmap)
+            except BaseException as e:
+                self._broken = e  # memory and file may now disagree: refuse further writes
+                raise
+
+    def _write_block(self, tx: Transaction, pos: int, piece: memoryview, block: int, state: int,
+                     file_offset: int) -> None:
+        bs = self.geometry.block_size
+        within = pos % bs
+        differencing = self.metadata.has_parent
+        if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+            self._pwrite_payload(block, file_offset + within, piece)
+        elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and differencing:
+            self._pwrite_payload(block, file_offset + within, piece)
+            self._mark_present(tx, pos, len(piece))
+        elif state == L.PAYLOAD_BLOCK_NOT_PRESENT and differencing and len(piece) < self._block_bytes(block):
+            new = self._allocate(bs)
+            self.store.pwrite(new + within, piece)
+            tx.touch_bat(self.bat.set_payload(block, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT, new))
+            self._mark_present(tx, pos, len(piece))
+        elif state in _ZERO_STATES or state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+            # A fresh block reads as zeros where it is not written: right for every state that
+            # reads as zeros, and for a whole-block write over a differencing disk's parent.
+            new = self._allocate(bs)
+            self.store.pwrite(new + within, piece)
+            tx.touch_bat(self.bat.set_payload(block, L.PAYLOAD_BLOCK_FULLY_PRESENT, new))
+        else:
+            raise self._bad_state(block, state)
+
+    def _block_bytes(self, block: int) -> int:
+        """Bytes of the virtual disk in ``block`` (the last block may be short)."""
+        bs = self.geometry.block_size
+        return min(bs, self.size - block * bs)
+
+    def _pwrite_payload(self, block: int, file_offset: int, piece: memoryview) -> None:
+        if file_offset < L.HEADER_SECTION_SIZE:
+            raise self._bad_state(block, L.PAYLOAD_BLOCK_FULLY_PRESENT)
+        self.store.pwrite(file_offset, piece)
+
+    def _allocate(self, length: int) -> int:
+        """Append ``length`` bytes (a block or a bitmap) at the next 1 MiB boundary."""
+        offset = align_up(self.store.size(), L.ALIGNMENT)
+        self.store.truncate(offset + length)
+        return offset
+
+    def _mark_present(self, tx: Transaction, pos: int, length: int) -> None:
+        """Set the bitmap bits of [pos, pos+length), allocating the chunk's bitmap block if needed."""
+        g = self.geometry
+        chunk = pos // g.chunk_size
+        bitmap = tx.bitmaps.get(chunk)
+        if bitmap is None:
+            state, _ = self.bat.bitmap(chunk)
+            if state == L.SB_BLOCK_PRESENT:
+                bitmap = self._sector_bitmap(chunk)
+            else:
+                sb_offset = self._allocate(L.SECTOR_BITMAP_BLOCK_SIZE)
+                tx.touch_bat(self.bat.set_bitmap(chunk, L.SB_BLOCK_PRESENT, sb_offset))
+                bitmap = bytearray(L.SECTOR_BITMAP_BLOCK_SIZE)
+            tx.bitmaps[chunk] = bitmap
+        first = (pos - chunk * g.chunk_size) // g.logical_sector_size
+        count = length // g.logical_sector_size
+        set_bits(bitmap, first, count)
+        bits_per_sector = L.LOG_SECTOR_SIZE * 8
+        for sector in range(first // bits_per_sector, (first + count - 1) // bits_per_sector + 1):
+            tx.bitmap_sectors.add((chunk, sector))
+
+    def set_disk_id(self, disk_id: uuid.UUID) -> None:
+        """Change the VirtualDiskId metadata item (Set-VHD -ResetDiskIdentifier), through the log."""
+        self._check_writable()
+        assert self._session is not None
+        with self._write_lock:
+            self._session.begin(user_visible=True)
+            entry = next(e for e in self.metadata.entries if e.item_id == L.VIRTUAL_DISK_ID_GUID and not e.is_user)
+            tx = Transaction()
+            self._patch_metadata(tx, self.metadata.region.file_offset + entry.offset, disk_id.bytes_le)
+            self._session.commit(tx)
+            self.metadata.virtual_disk_id = disk_id
+
+    def _patch_metadata(self, tx: Transaction, file_offset: int, data: bytes) -> None:
+        """Put ``data`` at ``file_offset`` into the transaction as whole 4 KiB sectors."""
+        start = file_offset // L.LOG_SECTOR_SIZE * L.LOG_SECTOR_SIZE
+        end = align_up(file_offset + len(data), L.LOG_SECTOR_SIZE)
+        for sector in range(start, end, L.LOG_SECTOR_SIZE):
+            if sector not in tx.sectors:
+                tx.sectors[sector] = self.store.pread(sector, L.LOG_SECTOR_SIZE)
+        for sector in range(start, end, L.LOG_SECTOR_SIZE):
+            buf = bytearray(tx.sectors[sector])
+            lo, hi = max(file_offset, sector), min(file_offset + len(data), sector + L.LOG_SECTOR_SIZE)
+            buf[lo - sector : hi - sector] = data[lo - file_offset : hi - file_offset]
+            tx.sectors[sector] = bytes(buf)
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name} is open read-only")
+        if self._broken is not None:
+            raise ReadOnlyError(f"{self.name}: an earlier write failed ({self._broken}); reopen the image")
+
+    def flush(self) -> None:
+        if not self.closed and self._writable and self._broken is None:
+            self.file_store.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._session is not None and self._broken is None:
+                self._session.end()
+        finally:
+            super().close()
 
     # -- reporting -----------------------------------------------------------------------------
     def info(self) -> DiskInfo:

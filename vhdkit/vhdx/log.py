@@ -18,7 +18,7 @@ from ..errors import CorruptImageError
 from ..storage import Store
 from ..units import ceil_div
 from . import layout as L
-from .checksum import crc32c_with_zeroed_field, parse, stored_checksum
+from .checksum import crc32c_with_zeroed_field, parse, stored_checksum, with_checksum
 from .headers import VhdxHeader
 
 # A file offset beyond this in a log entry is nonsense: the largest VHDX (64 TiB of payload plus
@@ -300,3 +300,87 @@ def describe(sequence: LogSequence, state: str, written: list[tuple[int, int]]) 
         last_sequence=sequence.head.sequence_number,
         written_ranges=written,
     )
+
+
+class LogWriter:
+    """Metadata updates through the log (2.3): write the entry, flush, apply, flush.
+
+    Each entry is a whole transaction and its own sequence (Tail = its own position): it is
+    applied and flushed before the next is written, so no older entry is ever needed again and a
+    crash leaves at most the newest entry to replay. Entries follow each other round the ring
+    with consecutive sequence numbers, which is also what qemu's replay expects.
+    """
+
+    def __init__(self, store: Store, header: VhdxHeader, first_sequence: int) -> None:
+        if header.log_is_empty:
+            raise ValueError("the header must carry a LogGuid before the log is written")
+        self.store = store
+        self.log_guid = header.log_guid
+        self.offset = header.log_offset
+        self.length = header.log_length
+        self.position = 0
+        self.sequence = first_sequence
+
+    def capacity(self) -> int:
+        """The most 4 KiB updates one entry can carry in this log."""
+        sectors = self.length // L.LOG_SECTOR_SIZE
+        data = sectors - 1
+        while data > 0 and _descriptor_sectors(data) + data > sectors:
+            data -= 1
+        return data
+
+    def commit(self, updates: dict[int, bytes], zeros: list[tuple[int, int]] = ()) -> None:  # type: ignore[assignment]
+        """Make ``updates`` (4 KiB-aligned file offset -> 4 KiB) and ``zeros`` durable, atomically."""
+        if not updates and not zeros:
+            return
+        length = (_descriptor_sectors(len(updates) + len(zeros)) + len(updates)) * L.LOG_SECTOR_SIZE
+        if self.position + length > self.length:
+            self.position = 0  # start again at the beginning rather than wrap one entry round
+        entry = self._build_entry(updates, list(zeros))
+        self.store.pwrite(self.offset + self.position, entry)
+        self.store.flush()
+        for offset in sorted(updates):
+            self.store.pwrite(offset, updates[offset])
+        for offset, length in zeros:
+            self.store.write_zeros(offset, length)
+        self.store.flush()
+        self.position = (self.position + len(entry)) % self.length
+        self.sequence += 1
+
+    def _build_entry(self, updates: dict[int, bytes], zeros: list[tuple[int, int]]) -> bytes:
+        count = len(updates) + len(zeros)
+        if len(updates) > self.capacity() or _descriptor_sectors(count) + len(updates) > self.length // L.LOG_SECTOR_SIZE:
+            raise ValueError(f"{len(updates)} sector updates do not fit in one {self.length}-byte log entry")
+        desc_sectors = _descriptor_sectors(count)
+        length = (desc_sectors + len(updates)) * L.LOG_SECTOR_SIZE
+        size = self.store.size()  # durable: callers flush before committing
+        buf = bytearray(length)
+        header = L.LogEntryHeader.build(dict(
+            signature=L.LOG_ENTRY_SIGNATURE, checksum=0, entry_length=length, tail=self.position,
+            sequence_number=self.sequence, descriptor_count=count, reserved=0, log_guid=self.log_guid,
+            flushed_file_offset=size, last_file_offset=size,
+        ))
+        buf[: len(header)] = header
+        slot = 2
+        data_at = desc_sectors * L.LOG_SECTOR_SIZE
+        for offset in sorted(updates):
+            sector = updates[offset]
+            if offset % L.LOG_SECTOR_SIZE or len(sector) != L.LOG_SECTOR_SIZE:
+                raise ValueError("log updates are whole, aligned 4 KiB sectors")
+            buf[slot * 32 : slot * 32 + 32] = L.DataDescriptor.build(dict(
+                signature=L.DATA_DESCRIPTOR_SIGNATURE, trailing_bytes=sector[-4:], leading_bytes=sector[:8],
+                file_offset=offset, sequence_number=self.sequence,
+            ))
+            buf[data_at : data_at + L.LOG_SECTOR_SIZE] = L.DataSector.build(dict(
+                signature=L.DATA_SECTOR_SIGNATURE, sequence_high=self.sequence >> 32, data=sector[8:-4],
+                sequence_low=self.sequence & 0xFFFFFFFF,
+            ))
+            slot += 1
+            data_at += L.LOG_SECTOR_SIZE
+        for offset, zlen in zeros:
+            buf[slot * 32 : slot * 32 + 32] = L.ZeroDescriptor.build(dict(
+                signature=L.ZERO_DESCRIPTOR_SIGNATURE, reserved=0, zero_length=zlen, file_offset=offset,
+                sequence_number=self.sequence,
+            ))
+            slot += 1
+        return with_checksum(buf)

@@ -1,0 +1,173 @@
+"""New VHDX files, laid out as Hyper-V lays them out (DESIGN.md §4; [MS-VHDX] 2.1).
+
+    0       file type identifier (creator names vhdkit)
+    64 KiB  header 1, 128 KiB header 2
+    192 KiB region table 1, 256 KiB region table 2 (BAT and metadata, both Required)
+    1 MiB   log (1 MiB)
+    2 MiB   metadata region (1 MiB): table, then the items packed from 64 KiB
+    3 MiB   BAT (whole MiBs), then payload blocks
+
+Dynamic and differencing files start with every block NOT_PRESENT: only the structures are
+written and the rest stays a hole. A fixed file has every block FULLY_PRESENT, laid end to end
+after the BAT, and its space reserved with fallocate (not written: it reads as zeros).
+"""
+
+from __future__ import annotations
+
+import uuid
+from array import array
+from dataclasses import dataclass
+
+from ..storage import Store
+from ..units import MiB, align_up, is_power_of_two
+from . import layout as L
+from .bat import BatGeometry, BlockAllocationTable
+from .checksum import with_checksum
+
+LOG_OFFSET = 1 * MiB
+LOG_LENGTH = 1 * MiB
+METADATA_OFFSET = 2 * MiB
+METADATA_LENGTH = 1 * MiB
+BAT_OFFSET = 3 * MiB
+DEFAULT_BLOCK_SIZE = 32 * MiB  # Hyper-V's default for fixed and dynamic disks
+DEFAULT_DIFFERENCING_BLOCK_SIZE = 2 * MiB  # Hyper-V's default for differencing disks
+DISK_TYPES = ("dynamic", "fixed", "differencing")
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """What a differencing disk records of its parent (2.6.2.6.3)."""
+
+    data_write_guid: uuid.UUID
+    relative_path: str  # Windows style, relative to the child's folder: ".\\base.vhdx"
+    absolute_path: str | None = None
+
+    def locator_pairs(self) -> dict[str, str]:
+        # Braced lower-case GUID: what Windows writes, and the only form libvhdi accepts.
+        pairs = {"parent_linkage": "{" + str(self.data_write_guid) + "}", "relative_path": self.relative_path}
+        if self.absolute_path:
+            pairs["absolute_win32_path"] = self.absolute_path
+        return pairs
+
+
+def check_parameters(size: int, disk_type: str, block_size: int, logical_sector_size: int,
+                     physical_sector_size: int) -> None:
+    """Refuse what Hyper-V refuses, with a sentence saying why (ValueError)."""
+    if disk_type not in DISK_TYPES:
+        raise ValueError(f"type must be one of {', '.join(DISK_TYPES)}, not {disk_type!r}")
+    if logical_sector_size not in L.VALID_SECTOR_SIZES:
+        raise ValueError(f"logical sector size must be 512 or 4096, not {logical_sector_size}")
+    if physical_sector_size not in L.VALID_SECTOR_SIZES:
+        raise ValueError(f"physical sector size must be 512 or 4096, not {physical_sector_size}")
+    if logical_sector_size == 4096 and physical_sector_size == 512:
+        raise ValueError("a 4096-byte logical sector cannot sit on a 512-byte physical sector "
+                         "(Hyper-V refuses this combination)")
+    if not is_power_of_two(block_size) or not L.MIN_BLOCK_SIZE <= block_size <= L.MAX_BLOCK_SIZE:
+        raise ValueError(f"block size must be a power of two from 1 MiB to 256 MiB, not {block_size}")
+    if size <= 0 or size % logical_sector_size:
+        raise ValueError(f"size {size} is not a positive multiple of the {logical_sector_size}-byte logical sector")
+    if size > L.MAX_VIRTUAL_DISK_SIZE:
+        raise ValueError(f"size {size} is larger than the VHDX maximum of 64 TiB")
+
+
+def _creator(text: str) -> bytes:
+    raw = text.encode("utf-16-le")[:510]
+    return raw + bytes(512 - len(raw))
+
+
+def _metadata_region(size: int, disk_type: str, block_size: int, logical: int, physical: int,
+                     disk_id: uuid.UUID, parent: ParentLink | None) -> bytes:
+    """The metadata table and its items, Hyper-V's order, packed from 64 KiB (2.6)."""
+    flags = (L.FILE_PARAMETERS_LEAVE_BLOCK_ALLOCATED if disk_type == "fixed" else 0) | (
+        L.FILE_PARAMETERS_HAS_PARENT if parent else 0)
+    required, virtual_disk = L.METADATA_FLAG_IS_REQUIRED, L.METADATA_FLAG_IS_VIRTUAL_DISK
+    items = [
+        (L.FILE_PARAMETERS_GUID, L.FileParameters.build(dict(block_size=block_size, flags=flags)), required),
+        (L.VIRTUAL_DISK_SIZE_GUID, L.VirtualDiskSize.build(size), required | virtual_disk),
+        (L.LOGICAL_SECTOR_SIZE_GUID, L.LogicalSectorSize.build(logical), required | virtual_disk),
+        (L.PHYSICAL_SECTOR_SIZE_GUID, L.PhysicalSectorSize.build(physical), required | virtual_disk),
+        (L.VIRTUAL_DISK_ID_GUID, L.VirtualDiskId.build(disk_id), required | virtual_disk),
+    ]
+    if parent is not None:
+        items.append((L.PARENT_LOCATOR_GUID, build_parent_locator(parent.locator_pairs()), required))
+    region = bytearray(METADATA_LENGTH)
+    region[:32] = L.MetadataTableHeader.build(dict(signature=L.METADATA_TABLE_SIGNATURE, reserved=0,
+                                                   entry_count=len(items), reserved2=bytes(20)))
+    at = L.METADATA_TABLE_SIZE
+    for i, (guid, data, item_flags) in enumerate(items):
+        entry = L.MetadataTableEntry.build(dict(item_id=guid, offset=at, length=len(data), flags=item_flags,
+                                                reserved2=0))
+        region[32 + 32 * i : 64 + 32 * i] = entry
+        region[at : at + len(data)] = data
+        at += len(data)
+    return bytes(region[: align_up(at, 4096)])
+
+
+def build_parent_locator(pairs: dict[str, str]) -> bytes:
+    """2.6.2.6: header, 12-byte entries, then the UTF-16LE keys and values."""
+    header = L.ParentLocatorHeader.build(dict(locator_type=L.VHDX_PARENT_LOCATOR_TYPE, reserved=0,
+                                              key_value_count=len(pairs)))
+    entries, strings = b"", b""
+    base = L.ParentLocatorHeader.sizeof() + L.ParentLocatorEntry.sizeof() * len(pairs)
+    for key, value in pairs.items():
+        k, v = key.encode("utf-16-le"), value.encode("utf-16-le")
+        if not 0 < len(v) <= 0xFFFF:
+            raise ValueError(f"parent locator value for {key} is empty or too long")
+        entries += L.ParentLocatorEntry.build(dict(key_offset=base + len(strings),
+                                                   value_offset=base + len(strings) + len(k),
+                                                   key_length=len(k), value_length=len(v)))
+        strings += k + v
+    return header + entries + strings
+
+
+def _region_table(bat_length: int) -> bytes:
+    table = bytearray(L.REGION_TABLE_SIZE)
+    table[:16] = L.RegionTableHeader.build(dict(signature=L.REGION_TABLE_SIGNATURE, checksum=0, entry_count=2,
+                                                reserved=0))
+    for i, (guid, offset, length) in enumerate(((L.BAT_REGION_GUID, BAT_OFFSET, bat_length),
+                                                (L.METADATA_REGION_GUID, METADATA_OFFSET, METADATA_LENGTH))):
+        table[16 + 32 * i : 48 + 32 * i] = L.RegionTableEntry.build(dict(guid=guid, file_offset=offset,
+                                                                         length=length, required=1))
+    return with_checksum(table)
+
+
+def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = DEFAULT_BLOCK_SIZE,
+                   logical_sector_size: int = 512, physical_sector_size: int = 4096,
+                   disk_id: uuid.UUID | None = None, parent: ParentLink | None = None,
+                   creator: str = "vhdkit") -> None:
+    """Write a complete new VHDX into an empty ``store`` and flush it."""
+    check_parameters(size, disk_type, block_size, logical_sector_size, physical_sector_size)
+    if (disk_type == "differencing") != (parent is not None):
+        raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
+    geometry = BatGeometry(size, block_size, logical_sector_size, parent is not None)
+    bat_length = align_up(geometry.entry_count * L.BAT_ENTRY_SIZE, MiB)
+    payload_start = BAT_OFFSET + bat_length
+    file_size = payload_start
+
+    store.pwrite(0, L.FileIdentifier.build(dict(signature=L.FILE_IDENTIFIER_SIGNATURE, creator=_creator(creator))))
+    store.pwrite(METADATA_OFFSET, _metadata_region(size, disk_type, block_size, logical_sector_size,
+                                                   physical_sector_size, disk_id or uuid.uuid4(), parent))
+    if disk_type == "fixed":
+        bat = BlockAllocationTable(geometry, array("Q", bytes(geometry.entry_count * 8)), BAT_OFFSET)
+        for block in range(geometry.data_blocks):
+            bat.set_payload(block, L.PAYLOAD_BLOCK_FULLY_PRESENT, payload_start + block * block_size)
+        store.pwrite(BAT_OFFSET, bat.to_bytes())
+        file_size = payload_start + geometry.data_blocks * block_size
+        preallocate = getattr(store, "preallocate", None)
+        if preallocate is not None:
+            preallocate(payload_start, file_size - payload_start)
+    for offset in L.REGION_TABLE_OFFSETS:
+        store.pwrite(offset, _region_table(bat_length))
+    if store.size() < file_size:
+        store.truncate(file_size)
+    # Headers last: until they are written, the file is not a VHDX to any reader.
+    data_write_guid = uuid.uuid4()
+    file_write_guid = uuid.uuid4()
+    for slot, sequence in ((1, 1), (2, 2)):
+        header = L.Header.build(dict(
+            signature=L.HEADER_SIGNATURE, checksum=0, sequence_number=sequence, file_write_guid=file_write_guid,
+            data_write_guid=data_write_guid, log_guid=L.NULL_GUID, log_version=0, version=1,
+            log_length=LOG_LENGTH, log_offset=LOG_OFFSET, reserved=bytes(4016),
+        ))
+        store.pwrite(L.HEADER_OFFSETS[slot - 1], with_checksum(header))
+    store.flush()

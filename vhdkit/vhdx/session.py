@@ -1,0 +1,97 @@
+"""A read-write session on a VHDX file: the header protocol and metadata transactions.
+
+[MS-VHDX] 2.2.2.1: before the first change of a session the headers get a new FileWriteGuid;
+before the first user-visible change, a new DataWriteGuid; before the log is written, a new
+LogGuid (so entries of earlier sessions are invalid). All three are set in one header update when
+the first change is user-visible, which is the common case. Closing cleanly clears LogGuid again,
+so the file has an empty log at rest.
+
+A Transaction gathers the 4 KiB metadata sectors one operation changes (BAT sectors, sector bitmap
+sectors, metadata item sectors) and commits them as one log entry: atomic, durable.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..storage import Store
+from . import layout as L
+from .headers import VhdxHeader, write_updated_header
+from .log import LogWriter
+
+if TYPE_CHECKING:
+    from .image import VhdxDisk
+
+BAT_ENTRIES_PER_SECTOR = L.LOG_SECTOR_SIZE // L.BAT_ENTRY_SIZE
+
+
+@dataclass
+class Transaction:
+    bat_sectors: set[int] = field(default_factory=set)  # sector index inside the BAT region
+    bitmaps: dict[int, bytearray] = field(default_factory=dict)  # chunk -> its whole 1 MiB bitmap
+    bitmap_sectors: set[tuple[int, int]] = field(default_factory=set)  # (chunk, sector in its block)
+    sectors: dict[int, bytes] = field(default_factory=dict)  # any other 4 KiB metadata sector
+
+    def __bool__(self) -> bool:
+        return bool(self.bat_sectors or self.bitmap_sectors or self.sectors)
+
+    def touch_bat(self, index: int) -> None:
+        self.bat_sectors.add(index // BAT_ENTRIES_PER_SECTOR)
+
+
+class WriteSession:
+    def __init__(self, disk: "VhdxDisk") -> None:
+        self.disk = disk
+        self.log: LogWriter | None = None
+        self.data_write_guid_changed = False
+
+    @property
+    def store(self) -> Store:
+        return self.disk.file_store
+
+    def begin(self, *, user_visible: bool) -> None:
+        """Update the headers as 2.2.2.1 asks, once per session (and once more for DataWriteGuid)."""
+        disk = self.disk
+        if self.log is None:
+            changes: dict[str, uuid.UUID] = {"file_write_guid": uuid.uuid4(), "log_guid": uuid.uuid4()}
+            if user_visible:
+                changes["data_write_guid"] = uuid.uuid4()
+                self.data_write_guid_changed = True
+            disk.header = write_updated_header(self.store, disk.header, **changes)
+            # Windows starts at a random 64-bit sequence number; stay far from wrapping.
+            self.log = LogWriter(self.store, disk.header, first_sequence=random.randrange(1, 1 << 62))
+        elif user_visible and not self.data_write_guid_changed:
+            disk.header = write_updated_header(self.store, disk.header, data_write_guid=uuid.uuid4())
+            self.data_write_guid_changed = True
+
+    def end(self) -> VhdxHeader:
+        """Flush and mark the log empty (clean close)."""
+        disk = self.disk
+        if self.log is not None:
+            self.store.flush()
+            disk.header = write_updated_header(self.store, disk.header, log_guid=L.NULL_GUID)
+            self.log = None
+        return disk.header
+
+    def commit(self, tx: Transaction) -> None:
+        """Write ``tx`` through the log. The caller has made the payload it refers to durable."""
+        if not tx:
+            return
+        assert self.log is not None, "begin() first"
+        disk = self.disk
+        updates: list[tuple[int, bytes]] = []
+        # Order matters only if a transaction must be split: bitmaps before the BAT entries that
+        # point at them, so no prefix of the entries ever references an unwritten bitmap.
+        for chunk, sector in sorted(tx.bitmap_sectors):
+            _, sb_offset = disk.bat.bitmap(chunk)
+            data = tx.bitmaps[chunk][sector * L.LOG_SECTOR_SIZE : (sector + 1) * L.LOG_SECTOR_SIZE]
+            updates.append((sb_offset + sector * L.LOG_SECTOR_SIZE, bytes(data)))
+        updates.extend(sorted(tx.sectors.items()))
+        for sector in sorted(tx.bat_sectors):
+            updates.append((disk.bat.region_offset + sector * L.LOG_SECTOR_SIZE, disk.bat.sector_bytes(sector)))
+        capacity = self.log.capacity()
+        for start in range(0, len(updates), capacity):
+            self.log.commit(dict(updates[start : start + capacity]))
