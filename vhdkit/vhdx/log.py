@@ -11,6 +11,7 @@ or an OverlayStore for a read-only open, which leaves the file untouched.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -311,28 +312,40 @@ class LogWriter:
     with consecutive sequence numbers, which is also what qemu's replay expects.
     """
 
-    def __init__(self, store: Store, header: VhdxHeader, first_sequence: int) -> None:
-        if header.log_is_empty:
-            raise ValueError("the header must carry a LogGuid before the log is written")
+    def __init__(self, store: Store, header: VhdxHeader, log_guid: uuid.UUID, first_sequence: int) -> None:
+        if not header.log_is_empty:
+            raise ValueError("a log that may need replaying must be replayed before it is written")
+        if header.log_length < L.ALIGNMENT:
+            raise CorruptImageError("the image has no room for a log", structure=f"VHDX header {header.slot}",
+                                    offset=header.offset, field="LogLength", found=header.log_length)
         self.store = store
-        self.log_guid = header.log_guid
+        self.log_guid = log_guid
         self.offset = header.log_offset
         self.length = header.log_length
         self.position = 0
         self.sequence = first_sequence
+        # An entry never takes more than a third of the ring, so the entry that starts again at
+        # the beginning cannot overwrite the one before it: if it is torn, that one still stands.
+        self.max_entry_sectors = self.length // L.LOG_SECTOR_SIZE // 3
+
+    def start(self) -> None:
+        """Write the first, empty entry, before the header names this LogGuid.
+
+        Until the header carries the GUID the entry is ignored; once it does, the log always holds
+        a valid sequence, so a crash at any later point never leaves a log with nothing to replay
+        (which 2.3.3 calls corrupt). Windows begins its logs the same way.
+        """
+        self.commit({})
 
     def capacity(self) -> int:
-        """The most 4 KiB updates one entry can carry in this log."""
-        sectors = self.length // L.LOG_SECTOR_SIZE
-        data = sectors - 1
-        while data > 0 and _descriptor_sectors(data) + data > sectors:
+        """The most 4 KiB updates one entry can carry."""
+        data = self.max_entry_sectors - 1
+        while data > 0 and _descriptor_sectors(data) + data > self.max_entry_sectors:
             data -= 1
         return data
 
     def commit(self, updates: dict[int, bytes], zeros: list[tuple[int, int]] = ()) -> None:  # type: ignore[assignment]
         """Make ``updates`` (4 KiB-aligned file offset -> 4 KiB) and ``zeros`` durable, atomically."""
-        if not updates and not zeros:
-            return
         length = (_descriptor_sectors(len(updates) + len(zeros)) + len(updates)) * L.LOG_SECTOR_SIZE
         if self.position + length > self.length:
             self.position = 0  # start again at the beginning rather than wrap one entry round
@@ -349,7 +362,7 @@ class LogWriter:
 
     def _build_entry(self, updates: dict[int, bytes], zeros: list[tuple[int, int]]) -> bytes:
         count = len(updates) + len(zeros)
-        if len(updates) > self.capacity() or _descriptor_sectors(count) + len(updates) > self.length // L.LOG_SECTOR_SIZE:
+        if _descriptor_sectors(count) + len(updates) > self.max_entry_sectors:
             raise ValueError(f"{len(updates)} sector updates do not fit in one {self.length}-byte log entry")
         desc_sectors = _descriptor_sectors(count)
         length = (desc_sectors + len(updates)) * L.LOG_SECTOR_SIZE

@@ -6,6 +6,9 @@ LogGuid (so entries of earlier sessions are invalid). All three are set in one h
 the first change is user-visible, which is the common case. Closing cleanly clears LogGuid again,
 so the file has an empty log at rest.
 
+The log is started (an empty first entry) before the header names its LogGuid; see
+LogWriter.start for why.
+
 A Transaction gathers the 4 KiB metadata sectors one operation changes (BAT sectors, sector bitmap
 sectors, metadata item sectors) and commits them as one log entry: atomic, durable.
 """
@@ -56,13 +59,16 @@ class WriteSession:
         """Update the headers as 2.2.2.1 asks, once per session (and once more for DataWriteGuid)."""
         disk = self.disk
         if self.log is None:
-            changes: dict[str, uuid.UUID] = {"file_write_guid": uuid.uuid4(), "log_guid": uuid.uuid4()}
+            log_guid = uuid.uuid4()
+            # Windows starts at a random 64-bit sequence number; stay far from wrapping.
+            log = LogWriter(self.store, disk.header, log_guid, first_sequence=random.randrange(1, 1 << 62))
+            log.start()
+            changes: dict[str, uuid.UUID] = {"file_write_guid": uuid.uuid4(), "log_guid": log_guid}
             if user_visible:
                 changes["data_write_guid"] = uuid.uuid4()
                 self.data_write_guid_changed = True
             disk.header = write_updated_header(self.store, disk.header, **changes)
-            # Windows starts at a random 64-bit sequence number; stay far from wrapping.
-            self.log = LogWriter(self.store, disk.header, first_sequence=random.randrange(1, 1 << 62))
+            self.log = log
         elif user_visible and not self.data_write_guid_changed:
             disk.header = write_updated_header(self.store, disk.header, data_write_guid=uuid.uuid4())
             self.data_write_guid_changed = True
