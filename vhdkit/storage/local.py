@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import stat
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..errors import ImageInUseError, ImageNotFoundError, StorageError
 from .base import BaseStore, _check_range
@@ -17,17 +15,21 @@ from .base import BaseStore, _check_range
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
-_libc = None
+_libc: Any = None
 
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2); returns False when the filesystem or platform does not support it."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        import ctypes  # only here: ctypes costs start-up time every command would pay
+
+        _libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
         _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     if _libc.fallocate(fd, mode, offset, length) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
         return False
@@ -139,10 +141,17 @@ class LocalStore(BaseStore):
     def preallocate(self, offset: int, n: int) -> bool:
         """Reserve space without writing it; False where the filesystem cannot."""
         self._require_writable()
-        return _fallocate(self._fd, 0, offset, n)
+        try:
+            return _fallocate(self._fd, 0, offset, n)
+        except OSError as e:
+            raise StorageError(f"cannot reserve {n} bytes in {self.path}: {e.strerror}") from e
 
     def punch(self, offset: int, n: int) -> None:
         self._require_writable()
-        if not _fallocate(self._fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, n):
+        try:
+            punched = _fallocate(self._fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, n)
+        except OSError as e:
+            raise StorageError(f"cannot punch a hole in {self.path}: {e.strerror}") from e
+        if not punched:
             # No hole punching here: the contract is "reads back as zeros", so write them.
             self.write_zeros(offset, n)
