@@ -175,3 +175,18 @@ def test_non_vhdx_file_detected_as_raw_is_not_an_error(tmp_path):
     path.write_bytes(os.urandom(5000))
     with vhdkit.open(path) as disk:
         assert disk.format_name == "raw" and disk.size == 5000
+
+
+def test_writing_through_a_bat_entry_that_points_past_the_file_is_refused(small_vhdx, tmp_path):
+    buf = bytearray(small_vhdx)
+    bat = regions(bytes(buf))[BAT_GUID][0]
+    struct.pack_into("<Q", buf, bat, (1 << 40) << 20 | 6)  # block 0 FULLY_PRESENT at 2**60 bytes
+    path = tmp_path / "far.vhdx"
+    path.write_bytes(bytes(buf))
+    size_before = path.stat().st_size
+    with vhdkit.open(path, "r+") as disk:
+        with pytest.raises(vhdkit.CorruptImageError, match="outside the file"):
+            disk.pwrite(0, b"x" * 512)
+        with pytest.raises(vhdkit.ReadOnlyError, match="earlier write failed"):
+            disk.pwrite(4 * MiB, b"y" * 512)
+    assert path.stat().st_size == size_before

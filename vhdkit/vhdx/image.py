@@ -277,8 +277,15 @@ class VhdxDisk(VirtualDisk):
         return min(bs, self.size - block * bs)
 
     def _pwrite_payload(self, block: int, file_offset: int, piece: memoryview) -> None:
-        if file_offset < L.HEADER_SECTION_SIZE:
-            raise self._bad_state(block, L.PAYLOAD_BLOCK_FULLY_PRESENT)
+        """Write into a block the BAT says is present: it must lie inside the file."""
+        end = self.store.size()
+        if file_offset < L.HEADER_SECTION_SIZE or file_offset + len(piece) > end:
+            raise CorruptImageError(
+                "a present payload block lies outside the file's payload area",
+                structure=f"BAT entry for block {block}",
+                offset=self.bat.region_offset + self.geometry.payload_index(block) * L.BAT_ENTRY_SIZE,
+                field="FileOffsetMB", expected=f"{L.HEADER_SECTION_SIZE:#x} .. {end:#x}", found=file_offset,
+            )
         self.store.pwrite(file_offset, piece)
 
     def _allocate(self, length: int) -> int:
