@@ -10,7 +10,6 @@ from __future__ import annotations
 import ntpath
 import os
 import posixpath
-import secrets
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,7 +92,7 @@ def _create_local_file(path: str, overwrite: bool, options: dict[str, Any]) -> N
     if os.path.exists(path) and not overwrite:
         raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)")
     folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.vhdkit-tmp")
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
     store = open_store(temp, create=True)
     try:
         write_new_vhdx(store, **options)
