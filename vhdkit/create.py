@@ -11,7 +11,7 @@ import ntpath
 import os
 import posixpath
 import uuid
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .disk import VirtualDisk
@@ -19,6 +19,9 @@ from .errors import ImageExistsError, UnsupportedFeatureError
 from .open import open as open_image
 from .storage import Store, is_url, open_store
 from .units import GiB
+from .vhd import VhdDisk
+from .vhd.create import VhdParentLink, write_new_vhd
+from .vhd.layout import DEFAULT_BLOCK_SIZE as VHD_BLOCK_SIZE
 from .vhdx import VhdxDisk
 from .vhdx.create import DEFAULT_BLOCK_SIZE, DEFAULT_DIFFERENCING_BLOCK_SIZE, ParentLink, write_new_vhdx
 
@@ -41,40 +44,81 @@ def create(
 ) -> VirtualDisk:
     """Create an image and return it opened read-write.
 
-    ``type`` is "dynamic" (the default), "fixed" or "differencing" (implied by ``parent``, whose
-    size and sector size the child takes). Defaults follow Hyper-V: 32 MiB blocks (2 MiB for
-    differencing disks), 512-byte logical and 4096-byte physical sectors.
+    ``format`` is "vhdx" (the default) or "vhd". ``type`` is "dynamic" (the default), "fixed" or
+    "differencing" (implied by ``parent``, whose size and sector size the child takes). Defaults
+    follow Hyper-V: VHDX 32 MiB blocks (2 MiB for differencing), 512-byte logical and 4096-byte
+    physical sectors; VHD 2 MiB blocks, 512-byte sectors.
     """
-    if format != "vhdx":
-        raise UnsupportedFeatureError(f"creating {format!r} images is not available; use format='vhdx'")
+    if format not in ("vhdx", "vhd"):
+        raise ValueError(f"format must be 'vhdx' or 'vhd', not {format!r}")
     disk_type = type or ("differencing" if parent is not None else "dynamic")
+    if parent is not None and disk_type != "differencing":
+        raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
+    if disk_type == "differencing" and parent is None:
+        raise ValueError("a differencing disk needs parent=")
+    if format == "vhd":
+        writer, options = _vhd_options(target, size, disk_type, block_size, logical_sector_size,
+                                       physical_sector_size, parent, disk_id)
+    else:
+        writer, options = _vhdx_options(target, size, disk_type, block_size, logical_sector_size,
+                                        physical_sector_size, parent, disk_id)
+    if is_url(os.fspath(target)) and not os.fspath(target).startswith("file://"):
+        _create_at_url(os.fspath(target), overwrite, writer, options)
+    else:
+        _create_local_file(_local_path(target), overwrite, writer, options)
+    return open_image(target, "r+")
+
+
+def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
+                  physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
     link = None
-    if disk_type == "differencing" or parent is not None:
-        if parent is None:
-            raise ValueError("a differencing disk needs parent=")
-        if disk_type != "differencing":
-            raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
-        link, parent_size, parent_lss, parent_pss = _parent_link(target, parent)
-        if size is not None and size != parent_size:
-            raise ValueError(f"a differencing disk has its parent's size ({parent_size}), not {size}")
-        if logical_sector_size is not None and logical_sector_size != parent_lss:
-            raise ValueError(f"a differencing disk has its parent's logical sector size ({parent_lss})")
-        size, logical_sector_size = parent_size, parent_lss
-        physical_sector_size = physical_sector_size or parent_pss
+    if parent is not None:
+        with open_image(parent) as disk:
+            if not isinstance(disk, VhdxDisk):
+                raise UnsupportedFeatureError(f"the parent of a VHDX differencing disk must be a VHDX, "
+                                              f"{disk.name} is {disk.format_name}")
+            guid = disk.header.data_write_guid
+            size, physical = _inherit(size, disk.size, logical, disk.logical_sector_size)
+            logical = disk.logical_sector_size
+            physical = physical or disk.physical_sector_size
+        relative, absolute = _parent_paths(target, parent)
+        link = ParentLink(guid, relative, absolute)
     if size is None:
         raise ValueError("size is required (or a parent for a differencing disk)")
-    logical = logical_sector_size or 512
-    options: dict[str, Any] = dict(
+    return write_new_vhdx, dict(
         size=size, disk_type=disk_type,
         block_size=block_size or (DEFAULT_DIFFERENCING_BLOCK_SIZE if link else DEFAULT_BLOCK_SIZE),
-        logical_sector_size=logical, physical_sector_size=physical_sector_size or 4096,
+        logical_sector_size=logical or 512, physical_sector_size=physical or 4096,
         disk_id=disk_id, parent=link, creator=_creator(),
     )
-    if is_url(os.fspath(target)) and not os.fspath(target).startswith("file://"):
-        _create_at_url(os.fspath(target), overwrite, options)
-    else:
-        _create_local_file(_local_path(target), overwrite, options)
-    return open_image(target, "r+")
+
+
+def _vhd_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
+                 physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
+    if logical not in (None, 512) or physical not in (None, 512):
+        raise ValueError("a VHD has 512-byte sectors only")
+    link = None
+    if parent is not None:
+        with open_image(parent) as disk:
+            if not isinstance(disk, VhdDisk):
+                raise UnsupportedFeatureError(f"the parent of a VHD differencing disk must be a VHD, "
+                                              f"{disk.name} is {disk.format_name}")
+            unique_id = bytes(disk.footer.unique_id)
+            size, _ = _inherit(size, disk.size, None, 512)
+        relative, absolute = _parent_paths(target, parent)
+        link = VhdParentLink(unique_id, os.path.basename(os.fspath(parent)), relative, absolute)
+    if size is None:
+        raise ValueError("size is required (or a parent for a differencing disk)")
+    return write_new_vhd, dict(size=size, disk_type=disk_type, block_size=block_size or VHD_BLOCK_SIZE,
+                               disk_id=disk_id, parent=link)
+
+
+def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> tuple[int, None]:
+    if size is not None and size != parent_size:
+        raise ValueError(f"a differencing disk has its parent's size ({parent_size}), not {size}")
+    if logical is not None and logical != parent_logical:
+        raise ValueError(f"a differencing disk has its parent's logical sector size ({parent_logical})")
+    return parent_size, None
 
 
 def _creator() -> str:
@@ -88,14 +132,14 @@ def _local_path(target: str | os.PathLike[str]) -> str:
     return urlsplit(text).path if text.startswith("file://") else text
 
 
-def _create_local_file(path: str, overwrite: bool, options: dict[str, Any]) -> None:
+def _create_local_file(path: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:
     if os.path.exists(path) and not overwrite:
         raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)")
     folder = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
     store = open_store(temp, create=True)
     try:
-        write_new_vhdx(store, **options)
+        writer(store, **options)
     except BaseException:
         store.close()
         os.unlink(temp)
@@ -120,7 +164,7 @@ def _create_local_file(path: str, overwrite: bool, options: dict[str, Any]) -> N
         os.close(dir_fd)
 
 
-def _create_at_url(url: str, overwrite: bool, options: dict[str, Any]) -> None:
+def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
@@ -130,19 +174,13 @@ def _create_at_url(url: str, overwrite: bool, options: dict[str, Any]) -> None:
         fs.rm(path)
     store: Store = open_store(url, create=True)
     try:
-        write_new_vhdx(store, **options)
+        writer(store, **options)
     finally:
         store.close()
 
 
-def _parent_link(child: str | os.PathLike[str], parent: str | os.PathLike[str]) -> tuple[ParentLink, int, int, int]:
-    """Open the parent read-only and record how the child will find and recognise it."""
-    with open_image(parent) as disk:
-        if not isinstance(disk, VhdxDisk):
-            raise UnsupportedFeatureError(f"the parent of a VHDX differencing disk must be a VHDX, "
-                                          f"{disk.name} is {disk.format_name}")
-        guid = disk.header.data_write_guid
-        size, lss, pss = disk.size, disk.logical_sector_size, disk.physical_sector_size
+def _parent_paths(child: str | os.PathLike[str], parent: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """(relative path in Windows form, absolute path) by which the child will find its parent."""
     child_text, parent_text = os.fspath(child), os.fspath(parent)
     if is_url(child_text) or is_url(parent_text):
         relative = posixpath.relpath(urlsplit(parent_text).path, posixpath.dirname(urlsplit(child_text).path))
@@ -154,4 +192,4 @@ def _parent_link(child: str | os.PathLike[str], parent: str | os.PathLike[str]) 
     relative = relative.replace("/", "\\")
     if not relative.startswith(".."):
         relative = ntpath.join(".", relative)  # Windows writes ".\\base.vhdx" for the same folder
-    return ParentLink(guid, relative, absolute), size, lss, pss
+    return relative, absolute

@@ -20,10 +20,10 @@ from .errors import (
     ImageNotFoundError,
     ParentMismatchError,
     ParentNotFoundError,
-    UnsupportedFeatureError,
     VhdkitError,
 )
 from .storage import Store, is_url, open_store
+from .vhd import VhdDisk
 from .vhdx import VhdxDisk
 from .vhdx import layout as vhdx_layout
 
@@ -58,6 +58,7 @@ def open(  # noqa: A001 - named like tarfile.open
     format: str | None = None,  # noqa: A002
     allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
     resolve_parents: bool = True,
+    tolerate_checksum: bool = False,
 ) -> VirtualDisk:
     """Open an image (path or URL) as a VirtualDisk.
 
@@ -65,31 +66,36 @@ def open(  # noqa: A001 - named like tarfile.open
     memory) or "r+" (a dirty log is replayed to the file). ``format`` forces one of "vhdx",
     "vhd", "raw". ``allowed_parent_dirs`` restricts where parents may be found.
     ``resolve_parents=False`` opens a differencing disk without its parent (metadata only;
-    reads that need the parent raise ParentNotFoundError).
+    reads that need the parent raise ParentNotFoundError). ``tolerate_checksum`` opens a VHD
+    whose footer or dynamic header checksum is wrong (read-only; the damage is in ``problems``).
     """
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', not {mode!r}")
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    return _open_chain(target, mode == "r+", format, allowed_parent_dirs, resolve_parents, chain=[])
+    options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum)
+    return _open_chain(target, mode == "r+", format, options, chain=[])
 
 
-def _open_chain(
-    target: str | os.PathLike[str],
-    writable: bool,
-    format: str | None,  # noqa: A002
-    allowed: Sequence[str | os.PathLike[str]] | None,
-    resolve_parents: bool,
-    chain: list[str],
-) -> VirtualDisk:
+class _Options:
+    def __init__(self, allowed: Sequence[str | os.PathLike[str]] | None, resolve_parents: bool,
+                 tolerate_checksum: bool) -> None:
+        self.allowed = [os.path.realpath(os.fspath(d)) for d in allowed] if allowed is not None else None
+        self.resolve_parents = resolve_parents
+        self.tolerate_checksum = tolerate_checksum
+
+
+def _open_chain(target: str | os.PathLike[str], writable: bool, format: str | None,  # noqa: A002
+                options: _Options, chain: list[str]) -> VirtualDisk:
     store = open_store(target, writable=writable)
     try:
         fmt = format or detect_format(store)
+        resolver = _ParentResolver(options, chain + [_identity(store.url)]) if options.resolve_parents else None
         if fmt == "vhdx":
-            resolver = _ParentResolver(allowed, chain + [_identity(store.url)]) if resolve_parents else None
             return VhdxDisk(store, writable=writable, parent_resolver=resolver)
         if fmt == "vhd":
-            raise UnsupportedFeatureError(f"{store.url} is a VHD image; VHD support is not available yet")
+            return VhdDisk(store, writable=writable, parent_resolver=resolver,
+                           tolerate_checksum=options.tolerate_checksum)
         return RawDisk(store, writable=writable)
     except BaseException:
         store.close()
@@ -101,20 +107,22 @@ def _identity(url: str) -> str:
 
 
 class _ParentResolver:
-    """Finds, opens and checks a VHDX child's parent (read-only, always)."""
+    """Finds, opens (read-only, always) and checks a differencing disk's parent, any format.
 
-    def __init__(self, allowed: Sequence[str | os.PathLike[str]] | None, chain: list[str]) -> None:
-        self.allowed = [os.path.realpath(os.fspath(d)) for d in allowed] if allowed is not None else None
+    The child says where to look (``parent_paths()``) and whether a candidate is its parent
+    (``accepts_parent()``: VHDX compares DataWriteGuid with parent_linkage, VHD the parent's
+    unique id with the one it recorded).
+    """
+
+    def __init__(self, options: _Options, chain: list[str]) -> None:
+        self.options = options
         self.chain = chain
 
-    def __call__(self, child: VhdxDisk) -> VirtualDisk:
-        locator = child.parent_locator
-        assert locator is not None
+    def __call__(self, child: VirtualDisk) -> VirtualDisk:
         if len(self.chain) >= MAX_CHAIN_DEPTH:
             raise VhdkitError(f"differencing chain deeper than {MAX_CHAIN_DEPTH} disks at {child.name}")
         tried: list[str] = []
-        linkages = {x.lower().strip("{}") for x in (locator.parent_linkage, locator.parent_linkage2) if x}
-        for key, value in locator.paths():
+        for key, value in child.parent_paths():  # type: ignore[attr-defined]
             for candidate in candidate_paths(child.name, key, value):
                 tried.append(candidate)
                 if not self._inside_allowed(candidate):
@@ -123,30 +131,30 @@ class _ParentResolver:
                 if _identity(candidate) in self.chain:
                     raise VhdkitError(f"differencing chain has a cycle: {candidate} is its own ancestor")
                 try:
-                    parent = _open_chain(candidate, False, None, self.allowed, True, self.chain)
+                    parent = _open_chain(candidate, False, None, self.options, self.chain)
                 except ImageNotFoundError:
                     continue
-                identity = _data_write_guid(parent)
-                if identity is not None and identity not in linkages:
+                refusal = child.accepts_parent(parent)  # type: ignore[attr-defined]
+                if refusal is not None:
                     parent.close()
-                    raise ParentMismatchError(
-                        f"{candidate} is not the parent of {child.name}: its DataWriteGuid is {identity}, "
-                        f"the child expects {locator.parent_linkage} (the parent changed after the child was made)"
-                    )
+                    raise ParentMismatchError(refusal)
                 return parent
+        if not tried:
+            raise ParentNotFoundError(f"parent of {child.name} not found: the child records no usable parent path")
         raise ParentNotFoundError(f"parent of {child.name} not found", tried)
 
     def _inside_allowed(self, path: str) -> bool:
-        if self.allowed is None or is_url(path):
+        allowed = self.options.allowed
+        if allowed is None or is_url(path):
             return True
         real = os.path.realpath(path)
-        return any(os.path.commonpath([real, d]) == d for d in self.allowed)
+        return any(os.path.commonpath([real, d]) == d for d in allowed)
 
 
-def _data_write_guid(disk: VirtualDisk) -> str | None:
-    if isinstance(disk, VhdxDisk):
-        return str(disk.header.data_write_guid).lower()
-    return None
+def parent_resolver(child: str | os.PathLike[str], *,
+                    allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None) -> _ParentResolver:
+    """The resolver ``open()`` uses, for code that builds a disk on its own store."""
+    return _ParentResolver(_Options(allowed_parent_dirs, True, False), [_identity(os.fspath(child))])
 
 
 def candidate_paths(child: str, key: str, value: str) -> Iterable[str]:

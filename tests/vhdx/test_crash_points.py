@@ -136,7 +136,7 @@ def test_metadata_change_disk_id(tmp_path):
 
 
 def test_differencing_partial_write_and_sector_bitmap(tmp_path):
-    from vhdkit.open import _ParentResolver
+    from vhdkit.open import parent_resolver
 
     parent = tmp_path / "parent.vhdx"
     with vhdkit.create(parent, 64 * MiB, block_size=2 * MiB) as disk:
@@ -162,7 +162,7 @@ def test_differencing_partial_write_and_sector_bitmap(tmp_path):
         if budget == total:
             assert (a[0], b[0]) == (0x22, 0x33)
 
-    every_cut(child, work, scenario, check, resolver_factory=lambda: _ParentResolver(None, [str(work)]),
+    every_cut(child, work, scenario, check, resolver_factory=lambda: parent_resolver(work),
               qemu=False)
     assert (0x11, 0x11) in states and (0x22, 0x33) in states
 

@@ -17,7 +17,7 @@ from ..storage import OverlayStore, Store
 from ..units import align_up
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
-from .bitmap import bitmap_runs, set_bits
+from ..bitmaps import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
 from .log import LogReader, LogReplay, describe, replay_sequence
 from .metadata import Metadata, ParentLocator, read_metadata
@@ -103,6 +103,23 @@ class VhdxDisk(VirtualDisk):
     @property
     def parent_locator(self) -> ParentLocator | None:
         return self.metadata.parent_locator
+
+    def parent_paths(self) -> list[tuple[str, str]]:
+        """(key, path) to try for the parent, in the order of 2.6.2.6.3."""
+        return self.metadata.parent_locator.paths() if self.metadata.parent_locator else []
+
+    def accepts_parent(self, parent: VirtualDisk) -> str | None:
+        """None if ``parent`` is this disk's parent (DataWriteGuid = parent_linkage), else why not."""
+        locator = self.metadata.parent_locator
+        assert locator is not None
+        if not isinstance(parent, VhdxDisk):
+            return f"{parent.name} is a {parent.format_name} image; a VHDX's parent is a VHDX"
+        linkages = {x.lower().strip("{}") for x in (locator.parent_linkage, locator.parent_linkage2) if x}
+        if str(parent.header.data_write_guid).lower() not in linkages:
+            return (f"{parent.name} is not the parent of {self.name}: its DataWriteGuid is "
+                    f"{parent.header.data_write_guid}, the child expects {locator.parent_linkage} "
+                    "(the parent changed after the child was made)")
+        return None
 
     # -- reading -------------------------------------------------------------------------------
     def _block_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int, int]]:

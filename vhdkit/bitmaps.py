@@ -1,6 +1,8 @@
-"""Sector bitmaps of differencing VHDX files ([MS-VHDX] 2.4): LSB-first, 1 = sector is here.
+"""Sector bitmaps: runs of present/absent sectors, and setting bits.
 
-(VHD bitmaps are MSB-first; do not share code between the two.)
+VHDX bitmaps are LSB-first ([MS-VHDX] 2.4: bit 0 of byte 0 is the first sector); VHD bitmaps are
+MSB-first. The helpers here work LSB-first; VHD code turns its bytes round with ``MSB_TO_LSB``
+(a bytes.translate table) on the way in and out.
 """
 
 from __future__ import annotations
@@ -52,3 +54,7 @@ def set_bits(bitmap: bytearray, first: int, count: int) -> None:
     while pos < end:
         bitmap[pos >> 3] |= 1 << (pos & 7)
         pos += 1
+
+
+#: bytes.translate table that reverses the bit order of every byte (MSB-first <-> LSB-first).
+MSB_TO_LSB = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))

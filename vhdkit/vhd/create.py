@@ -1,0 +1,123 @@
+"""New VHD files (fixed, dynamic, differencing).
+
+Sizes follow DESIGN.md §4: CurrentSize is exactly what was asked (16 GiB stays 17179869184, a
+whole number of MiB), and the CHS geometry is the specification's when it represents that size
+exactly, else the maximum 65535/16/255, so that Windows, libvhdi, dissect and qemu old and new
+all see CurrentSize.
+
+    fixed:        data (reserved with fallocate, not written), then the footer
+    dynamic:      footer copy @0, dynamic header @512, BAT @1536 (all unused),
+                  parent locator data (differencing), then blocks, then the footer
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from dataclasses import dataclass
+
+from ..storage import Store
+from ..units import align_up
+from . import layout as L
+
+DISK_TYPES = ("dynamic", "fixed", "differencing")
+
+
+@dataclass(frozen=True)
+class VhdParentLink:
+    unique_id: bytes  # the parent footer's UniqueId, raw
+    name: str  # the parent's file name, for the header (UTF-16BE there)
+    relative_path: str  # W2ru, Windows style: ".\\base.vhd"
+    absolute_path: str | None  # W2ku
+
+
+def _creator_version() -> int:
+    from .. import __version__
+
+    major, minor = (int(x) for x in __version__.split(".")[:2])
+    return major << 16 | minor
+
+
+def timestamp_now() -> int:
+    return int((_dt.datetime.now(_dt.timezone.utc) - L.EPOCH).total_seconds())
+
+
+def build_footer(size: int, disk_type: int, data_offset: int, unique_id: bytes) -> bytes:
+    c, h, s = L.chs_for_size(size)
+    raw = bytearray(L.Footer.build(dict(
+        cookie=L.FOOTER_COOKIE, features=L.FEATURES_RESERVED, file_format_version=L.FILE_FORMAT_VERSION,
+        data_offset=data_offset, timestamp=timestamp_now(), creator_application=L.CREATOR_APPLICATION,
+        creator_version=_creator_version(), creator_host_os=L.CREATOR_HOST_OS, original_size=size,
+        current_size=size, cylinders=c, heads=h, sectors_per_track=s, disk_type=disk_type, checksum=0,
+        unique_id=unique_id, saved_state=0, reserved=bytes(427),
+    )))
+    raw[L.FOOTER_CHECKSUM_OFFSET : L.FOOTER_CHECKSUM_OFFSET + 4] = L.checksum(raw, L.FOOTER_CHECKSUM_OFFSET).to_bytes(4, "big")
+    return bytes(raw)
+
+
+def check_parameters(size: int, disk_type: str, block_size: int) -> None:
+    if disk_type not in DISK_TYPES:
+        raise ValueError(f"type must be one of {', '.join(DISK_TYPES)}, not {disk_type!r}")
+    if size <= 0 or size % L.SECTOR:
+        raise ValueError(f"size {size} is not a positive multiple of 512")
+    if size > L.MAX_SIZE:
+        raise ValueError(f"size {size} is larger than the VHD maximum of 2040 GiB")
+    if block_size & (block_size - 1) or not L.SECTOR <= block_size <= 1 << 28:
+        raise ValueError(f"VHD block size must be a power of two up to 256 MiB, not {block_size}")
+
+
+def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = L.DEFAULT_BLOCK_SIZE,
+                  disk_id: uuid.UUID | None = None, parent: VhdParentLink | None = None) -> None:
+    """Write a complete new VHD into an empty ``store`` and flush it."""
+    check_parameters(size, disk_type, block_size)
+    if (disk_type == "differencing") != (parent is not None):
+        raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
+    unique_id = (disk_id or uuid.uuid4()).bytes
+    if disk_type == "fixed":
+        store.truncate(size)
+        preallocate = getattr(store, "preallocate", None)
+        if preallocate is not None:
+            preallocate(0, size)
+        store.pwrite(size, build_footer(size, L.DISK_TYPE_FIXED, L.FIXED_DATA_OFFSET, unique_id))
+        store.flush()
+        return
+    entries = -(-size // block_size)
+    table_offset = L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE
+    table_bytes = align_up(entries * 4, L.SECTOR)
+    at = table_offset + table_bytes
+    locators = []
+    locator_data = []
+    if parent is not None:
+        for code, path in ((L.PLATFORM_W2RU, parent.relative_path), (L.PLATFORM_W2KU, parent.absolute_path)):
+            if not path:
+                continue
+            data = path.encode("utf-16-le")
+            space = align_up(len(data), L.SECTOR)
+            # PlatformDataSpace in bytes, as Windows writes it (the spec says sectors).
+            locators.append(dict(platform_code=code, platform_data_space=space, platform_data_length=len(data),
+                                 reserved=0, platform_data_offset=at))
+            locator_data.append((at, data))
+            at += space
+    while len(locators) < 8:
+        locators.append(dict(platform_code=L.PLATFORM_NONE, platform_data_space=0, platform_data_length=0,
+                             reserved=0, platform_data_offset=0))
+    name = (parent.name if parent else "").encode("utf-16-be")[:512]
+    header = bytearray(L.DynamicHeader.build(dict(
+        cookie=L.DYNAMIC_HEADER_COOKIE, data_offset=L.FIXED_DATA_OFFSET, table_offset=table_offset,
+        header_version=L.HEADER_VERSION, max_table_entries=entries, block_size=block_size, checksum=0,
+        parent_unique_id=parent.unique_id if parent else bytes(16),
+        parent_timestamp=0,  # Windows leaves it 0 as well; nobody checks it
+        reserved=0, parent_unicode_name=name + bytes(512 - len(name)), parent_locators=locators,
+        reserved2=bytes(256),
+    )))
+    header[L.DYNAMIC_HEADER_CHECKSUM_OFFSET : L.DYNAMIC_HEADER_CHECKSUM_OFFSET + 4] = L.checksum(
+        header, L.DYNAMIC_HEADER_CHECKSUM_OFFSET).to_bytes(4, "big")
+    disk_type_code = L.DISK_TYPE_DIFFERENCING if parent else L.DISK_TYPE_DYNAMIC
+    footer = build_footer(size, disk_type_code, L.FOOTER_SIZE, unique_id)
+    store.pwrite(L.FOOTER_SIZE, bytes(header))
+    store.pwrite(table_offset, b"\xff" * table_bytes)
+    for offset, data in locator_data:
+        store.pwrite(offset, data)
+    store.pwrite(at, footer)  # the footer at the end ...
+    store.pwrite(0, footer)  # ... and its copy at 0: written last, it makes the file a VHD
+    store.flush()
