@@ -32,11 +32,12 @@ def register(sub: Any) -> None:
     how.add_argument("--size", type=_size, help="virtual size: bytes or 16G, 60GiB, 512M ... (binary units)")
     how.add_argument("--blank", choices=sorted(vhdkit.BLANK_SIZES),
                      help="VMM library's blank disk: small = 16 GiB, large = 60 GiB (dynamic)")
-    p.add_argument("--format", default="vhdx", choices=["vhdx"], help="image format (default vhdx)")
+    p.add_argument("--format", default="vhdx", choices=["vhdx", "vhd"], help="image format (default vhdx)")
     p.add_argument("--type", choices=["dynamic", "fixed", "differencing"],
                    help="dynamic (default), fixed (all space reserved up front), differencing (needs --parent)")
     p.add_argument("--parent", help="parent image of a differencing disk (its size and sectors are taken)")
-    p.add_argument("--block-size", type=_size, help="1M to 256M, a power of two (default 32M; 2M for differencing)")
+    p.add_argument("--block-size", type=_size,
+                   help="a power of two; VHDX 1M-256M (default 32M, 2M for differencing), VHD default 2M")
     p.add_argument("--logical-sector-size", type=int, choices=[512, 4096], help="default 512")
     p.add_argument("--physical-sector-size", type=int, choices=[512, 4096], help="default 4096")
     p.add_argument("--disk-id", type=uuid.UUID, help="the virtual disk id (default: a new random one)")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
     else:
-        print(f"created {info.path}: {info.type} VHDX of {format_size(info.virtual_size)} "
+        print(f"created {info.path}: {info.type} {info.format.upper()} of {format_size(info.virtual_size)} "
               f"({info.virtual_size} bytes)")
         print(render(info))
     return 0
