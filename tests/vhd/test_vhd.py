@@ -135,7 +135,8 @@ def test_differencing_vhd_child_reads_like_libvhdi(tmp_path):
     parent_sha = hashlib.sha256(parent.read_bytes()).hexdigest()
     with vhdkit.create(child, parent=parent, format="vhd") as disk:
         assert disk.disk_type == "differencing"
-        for off, n in [(512, 1024), (6 * MiB + 4096, 512), (10 * MiB, 3 * MiB), (63 * MiB, 512)]:
+        # 4 KiB-aligned writes: whole bitmap bytes (see the next test for why that matters to libvhdi)
+        for off, n in [(4096, 8192), (6 * MiB + 4096, 4096), (10 * MiB, 3 * MiB), (63 * MiB, 4096)]:
             data = rng.randbytes(n)
             disk.pwrite(off, data)
             expected[off : off + n] = data
@@ -144,8 +145,8 @@ def test_differencing_vhd_child_reads_like_libvhdi(tmp_path):
         assert disk.pread(0, size) == expected
         assert disk.info().parent["locators"]["W2ru"] == ".\\base.vhd"
         own = list(disk.extents(through_parents=False))
-        assert own[:2] == [(0, 512, ExtentState.PARENT), (512, 1024, ExtentState.DATA)]
-        assert (own[2].offset, own[2].state) == (1536, ExtentState.PARENT)  # sector granularity kept
+        assert own[:2] == [(0, 4096, ExtentState.PARENT), (4096, 8192, ExtentState.DATA)]
+        assert (own[2].offset, own[2].state) == (12288, ExtentState.PARENT)
     p, c = pyvhdi.file(), pyvhdi.file()
     p.open(str(parent))
     c.open(str(child))
@@ -154,6 +155,31 @@ def test_differencing_vhd_child_reads_like_libvhdi(tmp_path):
     c.close()
     p.close()
     assert vhdiinfo(child)["Disk type"] == "Differential"
+
+
+def test_sector_granular_runs_read_the_parent_where_libvhdi_reads_zeros(tmp_path):
+    """A bitmap bit of 0 means "read the parent" (VHD spec, sector bitmap). libvhdi 20260901 gets
+    that right for whole bitmap bytes but returns zeros for the absent sectors of a byte that also
+    has present ones; vhdkit reads the parent there. Pinned so a change on either side shows."""
+    import pyvhdi
+
+    parent, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    with vhdkit.create(parent, 8 * MiB, format="vhd") as disk:
+        disk.pwrite(0, b"\x11" * (4 * MiB))
+    with vhdkit.create(child, parent=parent, format="vhd") as disk:
+        disk.pwrite(512, b"\x22" * 1024)  # sectors 1-2: bitmap byte 0 = 0x60
+    with vhdkit.open(child) as disk:
+        ours = disk.pread(0, 8192)
+    assert ours == b"\x11" * 512 + b"\x22" * 1024 + b"\x11" * (8192 - 1536)
+    p, c = pyvhdi.file(), pyvhdi.file()
+    p.open(str(parent))
+    c.open(str(child))
+    c.set_parent(p)
+    theirs = c.read_buffer_at_offset(8192, 0)
+    c.close()
+    p.close()
+    assert theirs[:1536] == ours[:1536] and theirs[4096:] == ours[4096:]
+    assert theirs[1536:4096] == bytes(2560)  # libvhdi's zeros where the parent's 0x11 belongs
 
 
 def test_vhd_parent_with_another_unique_id_is_refused(tmp_path):
