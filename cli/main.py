@@ -9,9 +9,9 @@ from typing import Sequence
 import vhdkit
 from vhdkit.errors import VhdkitError
 
-from . import create, info
+from . import convert, create, info
 
-COMMANDS = (info, create)
+COMMANDS = (info, create, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from .errors import (
     UnsupportedFeatureError,
     VhdkitError,
 )
+from .convert import convert
 from .create import BLANK_SIZES, create
 from .open import detect_format, open
 from .vhdx import VhdxDisk
@@ -47,6 +48,7 @@ __all__ = [
     "VhdxDisk",
     "VirtualDisk",
     "__version__",
+    "convert",
     "create",
     "detect_format",
     "open",

@@ -44,19 +44,25 @@ def create(
 ) -> VirtualDisk:
     """Create an image and return it opened read-write.
 
-    ``format`` is "vhdx" (the default) or "vhd". ``type`` is "dynamic" (the default), "fixed" or
+    ``format`` is "vhdx" (the default), "vhd" or "raw" (a sparse file; "fixed" reserves it). ``type`` is "dynamic" (the default), "fixed" or
     "differencing" (implied by ``parent``, whose size and sector size the child takes). Defaults
     follow Hyper-V: VHDX 32 MiB blocks (2 MiB for differencing), 512-byte logical and 4096-byte
     physical sectors; VHD 2 MiB blocks, 512-byte sectors.
     """
-    if format not in ("vhdx", "vhd"):
-        raise ValueError(f"format must be 'vhdx' or 'vhd', not {format!r}")
+    if format not in ("vhdx", "vhd", "raw"):
+        raise ValueError(f"format must be 'vhdx', 'vhd' or 'raw', not {format!r}")
     disk_type = type or ("differencing" if parent is not None else "dynamic")
     if parent is not None and disk_type != "differencing":
         raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
     if disk_type == "differencing" and parent is None:
         raise ValueError("a differencing disk needs parent=")
-    if format == "vhd":
+    if format == "raw":
+        if parent is not None or disk_type != "dynamic" and disk_type != "fixed":
+            raise ValueError("a raw image has no parent")
+        if size is None or size < 0:
+            raise ValueError("size is required")
+        writer, options = _write_raw, dict(size=size, reserve=disk_type == "fixed")
+    elif format == "vhd":
         writer, options = _vhd_options(target, size, disk_type, block_size, logical_sector_size,
                                        physical_sector_size, parent, disk_id)
     else:
@@ -111,6 +117,15 @@ def _vhd_options(target: Any, size: int | None, disk_type: str, block_size: int 
         raise ValueError("size is required (or a parent for a differencing disk)")
     return write_new_vhd, dict(size=size, disk_type=disk_type, block_size=block_size or VHD_BLOCK_SIZE,
                                disk_id=disk_id, parent=link)
+
+
+def _write_raw(store: Store, *, size: int, reserve: bool) -> None:
+    """A raw image: a sparse file of ``size`` bytes (space reserved with fallocate if asked)."""
+    store.truncate(size)
+    preallocate = getattr(store, "preallocate", None)
+    if reserve and preallocate is not None and size:
+        preallocate(0, size)
+    store.flush()
 
 
 def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> tuple[int, None]:
