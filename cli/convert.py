@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
                    help="a fixed VHD for Azure: refuses sizes that are not a whole number of MiB")
     p.add_argument("--round-up", action="store_true", help="with --azure: grow to the next whole MiB instead")
     p.add_argument("--verify", action="store_true", help="read both back and compare")
+    p.add_argument("--no-sync", action="store_true",
+                   help="do not flush the target before returning (qemu-img convert's default): faster, "
+                        "but a crash soon after may lose it")
     p.add_argument("--force", action="store_true",
                    help="replace an existing target; also read a source with a bad VHD checksum")
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         stats = vhdkit.convert(
             args.source, args.target, format=args.format, type=args.type, block_size=args.block_size,
             overwrite=args.force, azure=args.azure, round_up=args.round_up, verify=args.verify,
+            sync=not args.no_sync,
             progress=bar, tolerate_checksum=args.force,
         )
     except ValueError as e:

@@ -17,8 +17,9 @@ from typing import Any
 
 from .copy import CopyStats, copy_disk
 from .copy.engine import ProgressCallback
-from .create import create
+from .create import create, open_unpublished, plan_image, publish, refuse_existing, write_temporary
 from .open import open as open_image
+from .storage import is_url
 from .units import MiB, align_up, format_size
 
 #: What the file name's extension says the format is, when the caller does not say.
@@ -38,10 +39,15 @@ def target_format(target: str | os.PathLike[str], format: str | None) -> str:  #
 
 def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
             type: str = "dynamic", block_size: int | None = None, overwrite: bool = False,  # noqa: A002
-            azure: bool = False, round_up: bool = False, verify: bool = False,
+            azure: bool = False, round_up: bool = False, verify: bool = False, sync: bool = True,
             progress: ProgressCallback | None = None, tolerate_checksum: bool = False,
             chunk_size: int = 4 << 20) -> CopyStats:
-    """Copy ``source`` into a new image ``target``; returns what the copy did."""
+    """Copy ``source`` into a new image ``target``; returns what the copy did.
+
+    A local target is built under a temporary name and given its name only when complete (and,
+    with ``sync``, durable: flushed, then the folder flushed). ``sync=False`` skips both flushes,
+    as qemu-img convert does by default (cache=unsafe): faster, but a crash soon after may lose it.
+    """
     if azure:
         format, type = "vhd", "fixed"  # noqa: A001
     fmt = target_format(target, format)
@@ -51,23 +57,26 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, f
         size = src.size
         if azure:
             size = _azure_size(size, round_up)
-        options: dict[str, Any] = dict(format=fmt, type=type, block_size=block_size, overwrite=overwrite)
+        if fmt != "vhdx" and src.logical_sector_size != 512:
+            raise ValueError(f"{src.name} has {src.logical_sector_size}-byte sectors; only VHDX can hold those")
+        options: dict[str, Any] = dict(format=fmt, type=type, block_size=block_size)
         if fmt == "vhdx":
             options["logical_sector_size"] = src.logical_sector_size
             options["physical_sector_size"] = max(src.physical_sector_size, src.logical_sector_size)
-        if fmt != "vhdx" and src.logical_sector_size != 512:
-            raise ValueError(f"{src.name} has {src.logical_sector_size}-byte sectors; only VHDX can hold those")
-        existed = os.path.exists(os.fspath(target))
-        dst = create(target, size, **options)
+        text = os.fspath(target)
+        if is_url(text) and not text.startswith("file://"):
+            with create(target, size, overwrite=overwrite, **options) as dst:
+                return copy_disk(src, dst, chunk_size=chunk_size, progress=progress, verify=verify)
+        refuse_existing(text, overwrite)
+        temp = write_temporary(text, *plan_image(target, size, **options))
         try:
-            with dst:
-                stats = copy_disk(src, dst, chunk_size=chunk_size, progress=progress, verify=verify)
+            with open_unpublished(temp, fmt) as dst:
+                dst.flush_on_close = sync
+                stats = copy_disk(src, dst, chunk_size=chunk_size, progress=progress, verify=verify, flush=sync)
+            publish(temp, text, overwrite, sync=sync)
         except BaseException:
-            if not existed or overwrite:
-                try:
-                    os.unlink(os.fspath(target))
-                except OSError:
-                    pass
+            if os.path.exists(temp):
+                os.unlink(temp)
             raise
     return stats
 

@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .disk import VirtualDisk
+from .disk import RawDisk, VirtualDisk
 from .errors import ImageExistsError, UnsupportedFeatureError
 from .open import open as open_image
 from .storage import Store, is_url, open_store
@@ -44,11 +44,32 @@ def create(
 ) -> VirtualDisk:
     """Create an image and return it opened read-write.
 
-    ``format`` is "vhdx" (the default), "vhd" or "raw" (a sparse file; "fixed" reserves it). ``type`` is "dynamic" (the default), "fixed" or
-    "differencing" (implied by ``parent``, whose size and sector size the child takes). Defaults
-    follow Hyper-V: VHDX 32 MiB blocks (2 MiB for differencing), 512-byte logical and 4096-byte
-    physical sectors; VHD 2 MiB blocks, 512-byte sectors.
+    ``format`` is "vhdx" (the default), "vhd" or "raw" (a sparse file; "fixed" reserves it).
+    ``type`` is "dynamic" (the default), "fixed" or "differencing" (implied by ``parent``, whose
+    size and sector size the child takes). Defaults follow Hyper-V: VHDX 32 MiB blocks (2 MiB for
+    differencing), 512-byte logical and 4096-byte physical sectors; VHD 2 MiB blocks.
     """
+    plan = plan_image(target, size, format=format, type=type, block_size=block_size,
+                      logical_sector_size=logical_sector_size, physical_sector_size=physical_sector_size,
+                      parent=parent, disk_id=disk_id)
+    text = os.fspath(target)
+    if is_url(text) and not text.startswith("file://"):
+        _create_at_url(text, overwrite, *plan)
+    else:
+        path = _local_path(target)
+        refuse_existing(path, overwrite)
+        publish(write_temporary(path, *plan), path, overwrite)
+    return open_image(target, "r+")
+
+
+Plan = tuple[Callable[..., None], dict[str, Any]]
+
+
+def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str = "vhdx",  # noqa: A002
+               type: str | None = None, block_size: int | None = None,  # noqa: A002
+               logical_sector_size: int | None = None, physical_sector_size: int | None = None,
+               parent: str | os.PathLike[str] | None = None, disk_id: uuid.UUID | None = None) -> Plan:
+    """Check the parameters and say how the image will be written (ValueError if it cannot be)."""
     if format not in ("vhdx", "vhd", "raw"):
         raise ValueError(f"format must be 'vhdx', 'vhd' or 'raw', not {format!r}")
     disk_type = type or ("differencing" if parent is not None else "dynamic")
@@ -57,22 +78,74 @@ def create(
     if disk_type == "differencing" and parent is None:
         raise ValueError("a differencing disk needs parent=")
     if format == "raw":
-        if parent is not None or disk_type != "dynamic" and disk_type != "fixed":
-            raise ValueError("a raw image has no parent")
+        if disk_type not in ("dynamic", "fixed"):
+            raise ValueError("a raw image is dynamic (sparse) or fixed (reserved); it has no parent")
         if size is None or size < 0:
             raise ValueError("size is required")
-        writer, options = _write_raw, dict(size=size, reserve=disk_type == "fixed")
-    elif format == "vhd":
-        writer, options = _vhd_options(target, size, disk_type, block_size, logical_sector_size,
-                                       physical_sector_size, parent, disk_id)
-    else:
-        writer, options = _vhdx_options(target, size, disk_type, block_size, logical_sector_size,
-                                        physical_sector_size, parent, disk_id)
-    if is_url(os.fspath(target)) and not os.fspath(target).startswith("file://"):
-        _create_at_url(os.fspath(target), overwrite, writer, options)
-    else:
-        _create_local_file(_local_path(target), overwrite, writer, options)
-    return open_image(target, "r+")
+        return _write_raw, dict(size=size, reserve=disk_type == "fixed")
+    if format == "vhd":
+        return _vhd_options(target, size, disk_type, block_size, logical_sector_size, physical_sector_size,
+                            parent, disk_id)
+    return _vhdx_options(target, size, disk_type, block_size, logical_sector_size, physical_sector_size,
+                         parent, disk_id)
+
+
+def refuse_existing(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)")
+
+
+def write_temporary(path: str, writer: Callable[..., None], options: dict[str, Any]) -> str:
+    """Write the new image under a temporary name beside ``path``; returns that name."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
+    store = open_store(temp, create=True)
+    try:
+        writer(store, **options)
+    except BaseException:
+        store.close()
+        os.unlink(temp)
+        raise
+    store.close()
+    return temp
+
+
+def publish(temp: str, path: str, overwrite: bool, *, sync: bool = True) -> None:
+    """Give the finished temporary file its name: atomically, and never over a file that appeared
+    meanwhile unless ``overwrite``; then flush the folder so the name is durable too."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if overwrite:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)
+            except FileExistsError as e:
+                raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)") from e
+            os.unlink(temp)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    if sync:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def open_unpublished(temp: str, format: str) -> VirtualDisk:  # noqa: A002
+    """Open a freshly written temporary image for filling (see UnpublishedSession)."""
+    store = open_store(temp, writable=True)
+    try:
+        if format == "vhdx":
+            return VhdxDisk(store, writable=True, unpublished=True)
+        if format == "vhd":
+            return VhdDisk(store, writable=True, unpublished=True)
+        return RawDisk(store, writable=True)
+    except BaseException:
+        store.close()
+        raise
 
 
 def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
@@ -145,38 +218,6 @@ def _creator() -> str:
 def _local_path(target: str | os.PathLike[str]) -> str:
     text = os.fspath(target)
     return urlsplit(text).path if text.startswith("file://") else text
-
-
-def _create_local_file(path: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:
-    if os.path.exists(path) and not overwrite:
-        raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)")
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
-    store = open_store(temp, create=True)
-    try:
-        writer(store, **options)
-    except BaseException:
-        store.close()
-        os.unlink(temp)
-        raise
-    store.close()
-    try:
-        if overwrite:
-            os.replace(temp, path)
-        else:
-            try:
-                os.link(temp, path)  # atomic, and never replaces a file that appeared meanwhile
-            except FileExistsError as e:
-                raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)") from e
-            os.unlink(temp)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the new name is durable too
-    finally:
-        os.close(dir_fd)
 
 
 def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:

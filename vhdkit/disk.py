@@ -108,6 +108,7 @@ class VirtualDisk(io.RawIOBase):
         self.physical_sector_size = physical_sector_size
         self.parent = parent
         self._writable = writable
+        self.flush_on_close = True  # close() makes writes durable; a builder may take that on itself
         self._read_only_reason = "is open read-only"
         self._granule = logical_sector_size
         self._pos = 0
@@ -291,7 +292,8 @@ class VirtualDisk(io.RawIOBase):
         if self.closed:
             return
         try:
-            self.flush()
+            if self.flush_on_close:
+                self.flush()
         finally:
             super().close()
             self.store.close()

@@ -41,14 +41,18 @@ def test_round_trip_vhdx_vhd_raw_vhdx_is_byte_identical(tmp_path, source_vhdx, k
     require_tool("qemu-img")
     steps = [(source_vhdx, tmp_path / "a.vhd"), (tmp_path / "a.vhd", tmp_path / "b.raw"),
              (tmp_path / "b.raw", tmp_path / "c.vhdx")]
-    for src, dst in steps:
-        vhdkit.convert(src, dst, type=kind)
-    for fmt, path in (("vpc", steps[0][1]), ("raw", steps[1][1]), ("vhdx", steps[2][1])):
-        cmp = run("qemu-img", "compare", "-f", "vhdx", "-F", fmt, source_vhdx, path, check=False)
-        assert cmp.returncode == 0, f"{path.name}: {cmp.stdout}{cmp.stderr}"
-    assert run("qemu-img", "check", steps[2][1], check=False).returncode == 0
-    with vhdkit.open(steps[2][1]) as disk:
-        assert disk.info().type == kind and disk.size == 6 * GiB
+    try:
+        for src, dst in steps:
+            vhdkit.convert(src, dst, type=kind)
+        for fmt, path in (("vpc", steps[0][1]), ("raw", steps[1][1]), ("vhdx", steps[2][1])):
+            cmp = run("qemu-img", "compare", "-f", "vhdx", "-F", fmt, source_vhdx, path, check=False)
+            assert cmp.returncode == 0, f"{path.name}: {cmp.stdout}{cmp.stderr}"
+        assert run("qemu-img", "check", steps[2][1], check=False).returncode == 0
+        with vhdkit.open(steps[2][1]) as disk:
+            assert disk.info().type == kind and disk.size == 6 * GiB
+    finally:  # fixed images reserve their whole size: give the space back now
+        for _, dst in steps:
+            dst.unlink(missing_ok=True)
 
 
 def test_targets_stay_sparse_and_zero_chunks_are_not_written(tmp_path, source_vhdx):

@@ -58,8 +58,8 @@ def plan_chunks(disk: VirtualDisk, chunk_size: int) -> Iterator[tuple[int, int, 
 
 def copy_disk(source: VirtualDisk, target: VirtualDisk, *, chunk_size: int = DEFAULT_CHUNK,
               queue_depth: int = 4, progress: ProgressCallback | None = None, verify: bool = False,
-              target_is_zeroed: bool = True) -> CopyStats:
-    """Copy ``source``'s content into ``target`` (at least as large) and flush it."""
+              target_is_zeroed: bool = True, flush: bool = True) -> CopyStats:
+    """Copy ``source``'s content into ``target`` (at least as large) and, with ``flush``, flush it."""
     if target.size < source.size:
         raise ValueError(f"target ({target.size} bytes) is smaller than source ({source.size} bytes)")
     if chunk_size <= 0 or chunk_size % 4096:
@@ -121,7 +121,8 @@ def copy_disk(source: VirtualDisk, target: VirtualDisk, *, chunk_size: int = DEF
             done += length
             if progress is not None:
                 progress(done, source.size)
-        target.flush()
+        if flush:
+            target.flush()
     finally:
         stop.set()
         while thread.is_alive():  # unblock a reader waiting on a full queue

@@ -49,7 +49,10 @@ class VhdDisk(VirtualDisk):
     format_name = "vhd"
 
     def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None,
-                 tolerate_checksum: bool = False) -> None:
+                 tolerate_checksum: bool = False, unpublished: bool = False) -> None:
+        """``unpublished``: the file is being built under a name nobody uses yet, so the flushes that
+        order each allocation are skipped; the builder flushes once at the end."""
+        self._ordered = not unpublished
         self.file_store = store
         self.problems: list[str] = []  # tolerated damage, for info and check
         file_size = store.size()
@@ -323,7 +326,8 @@ class VhdDisk(VirtualDisk):
                 if self.differencing:
                     bitmap = self._bitmap(block, entry)
                     set_bits(bitmap, (pos % bs) // L.SECTOR, n // L.SECTOR)
-                    self.store.flush()  # data durable before the bitmap says it is there
+                    if self._ordered:
+                        self.store.flush()  # data durable before the bitmap says it is there
                     self.store.pwrite(entry * L.SECTOR, bytes(bitmap.translate(MSB_TO_LSB)))
 
     def _allocate_and_write(self, block: int, pos: int, piece: memoryview) -> None:
@@ -341,7 +345,8 @@ class VhdDisk(VirtualDisk):
             bitmap[:] = b"\xff" * len(bitmap)  # dynamic: every sector counts as written (as qemu)
         self.store.pwrite(start, bitmap)  # also covers where the old footer was
         self.store.pwrite(start + self.bitmap_bytes + pos % bs, piece)  # the rest is new, zero space
-        self.store.flush()
+        if self._ordered:
+            self.store.flush()
         assert self.bat is not None and self.header is not None
         self.bat[block] = start // L.SECTOR
         entry_at = self.header.table_offset + block * 4
@@ -349,7 +354,8 @@ class VhdDisk(VirtualDisk):
         sector = bytearray(self.store.pread(sector_at, L.SECTOR))
         struct.pack_into(">I", sector, entry_at - sector_at, start // L.SECTOR)
         self.store.pwrite(sector_at, bytes(sector))
-        self.store.flush()
+        if self._ordered:
+            self.store.flush()
 
     def flush(self) -> None:
         if not self.closed and self._writable:

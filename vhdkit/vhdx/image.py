@@ -22,7 +22,7 @@ from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_h
 from .log import LogReader, LogReplay, describe, replay_sequence
 from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
-from .session import Transaction, WriteSession
+from .session import Transaction, UnpublishedSession, WriteSession
 
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
@@ -34,7 +34,10 @@ _ZERO_STATES = (L.PAYLOAD_BLOCK_ZERO, L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_
 class VhdxDisk(VirtualDisk):
     format_name = "vhdx"
 
-    def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None) -> None:
+    def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None,
+                 unpublished: bool = False) -> None:
+        """``unpublished``: the file is being built under a name nobody uses yet, so writes skip
+        the log and per-step flushes (UnpublishedSession); the builder flushes once at the end."""
         self.file_store = store
         self.creator = read_creator(store)
         selection = select_current_header(store)
@@ -55,7 +58,8 @@ class VhdxDisk(VirtualDisk):
         self._bitmap_cache: dict[int, bytearray] = {}
         self._bitmap_lock = threading.Lock()
         self._write_lock = threading.RLock()
-        self._session = WriteSession(self) if writable else None
+        self._session = (UnpublishedSession(self) if unpublished else WriteSession(self)) if writable else None
+        self._unpublished = unpublished
         self._broken: BaseException | None = None
         if md.has_parent:
             if parent_resolver is None:
@@ -256,7 +260,8 @@ class VhdxDisk(VirtualDisk):
                     piece = data[pos - offset : pos - offset + n]
                     self._write_block(tx, pos, piece, block, state, file_offset)
                 if tx:
-                    self.file_store.flush()  # payload durable before the BAT points at it
+                    if not self._unpublished:
+                        self.file_store.flush()  # payload durable before the BAT points at it
                     self._session.commit(tx)
                     for chunk, bitmap in tx.bitmaps.items():
                         self._cache_bitmap(chunk, bitmap)

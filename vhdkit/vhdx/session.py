@@ -51,6 +51,7 @@ class WriteSession:
         self.log: LogWriter | None = None
         self.data_write_guid_changed = False
 
+
     @property
     def store(self) -> Store:
         return self.disk.file_store
@@ -101,3 +102,29 @@ class WriteSession:
         capacity = self.log.capacity()
         for start in range(0, len(updates), capacity):
             self.log.commit(dict(updates[start : start + capacity]))
+
+
+class UnpublishedSession(WriteSession):
+    """Writing a file nobody else can see yet (being built under a temporary name).
+
+    No reader can meet it half-made, and a crash leaves only a temporary file to delete, so the
+    log and the flushes that order each step are not needed: metadata sectors are written in
+    place, and the builder flushes once before giving the file its name.
+    """
+
+    def begin(self, *, user_visible: bool) -> None:
+        pass
+
+    def end(self) -> VhdxHeader:
+        return self.disk.header
+
+    def commit(self, tx: Transaction) -> None:
+        disk = self.disk
+        for chunk, sector in tx.bitmap_sectors:
+            _, sb_offset = disk.bat.bitmap(chunk)
+            data = tx.bitmaps[chunk][sector * L.LOG_SECTOR_SIZE : (sector + 1) * L.LOG_SECTOR_SIZE]
+            self.store.pwrite(sb_offset + sector * L.LOG_SECTOR_SIZE, bytes(data))
+        for offset, data in tx.sectors.items():
+            self.store.pwrite(offset, data)
+        for sector in tx.bat_sectors:
+            self.store.pwrite(disk.bat.region_offset + sector * L.LOG_SECTOR_SIZE, disk.bat.sector_bytes(sector))
