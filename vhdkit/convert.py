@@ -68,7 +68,7 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, f
             with create(target, size, overwrite=overwrite, **options) as dst:
                 return copy_disk(src, dst, chunk_size=chunk_size, progress=progress, verify=verify)
         refuse_existing(text, overwrite)
-        temp = write_temporary(text, *plan_image(target, size, **options))
+        temp = write_temporary(text, *plan_image(target, size, **options), sync=False)  # one flush at the end
         try:
             with open_unpublished(temp, fmt) as dst:
                 dst.flush_on_close = sync

@@ -95,13 +95,15 @@ def refuse_existing(path: str, overwrite: bool) -> None:
         raise ImageExistsError(f"{path} already exists (use overwrite / --force to replace it)")
 
 
-def write_temporary(path: str, writer: Callable[..., None], options: dict[str, Any]) -> str:
-    """Write the new image under a temporary name beside ``path``; returns that name."""
+def write_temporary(path: str, writer: Callable[..., None], options: dict[str, Any], *, sync: bool = True) -> str:
+    """Write the new image under a temporary name beside ``path`` (flushed if ``sync``); returns that name."""
     folder = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
     store = open_store(temp, create=True)
     try:
         writer(store, **options)
+        if sync:
+            store.flush()
     except BaseException:
         store.close()
         os.unlink(temp)
@@ -198,7 +200,6 @@ def _write_raw(store: Store, *, size: int, reserve: bool) -> None:
     preallocate = getattr(store, "preallocate", None)
     if reserve and preallocate is not None and size:
         preallocate(0, size)
-    store.flush()
 
 
 def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> tuple[int, None]:
@@ -231,6 +232,7 @@ def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], optio
     store: Store = open_store(url, create=True)
     try:
         writer(store, **options)
+        store.flush()
     finally:
         store.close()
 

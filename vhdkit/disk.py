@@ -109,6 +109,7 @@ class VirtualDisk(io.RawIOBase):
         self.parent = parent
         self._writable = writable
         self.flush_on_close = True  # close() makes writes durable; a builder may take that on itself
+        self._closing = False
         self._read_only_reason = "is open read-only"
         self._granule = logical_sector_size
         self._pos = 0
@@ -285,8 +286,11 @@ class VirtualDisk(io.RawIOBase):
         return self._pos
 
     def flush(self) -> None:
-        if not self.closed and self._writable:
+        if self._flushable():
             self.store.flush()
+
+    def _flushable(self) -> bool:
+        return not self.closed and not self._closing and self._writable
 
     def close(self) -> None:
         if self.closed:
@@ -295,6 +299,7 @@ class VirtualDisk(io.RawIOBase):
             if self.flush_on_close:
                 self.flush()
         finally:
+            self._closing = True  # io.RawIOBase.close() calls flush() once more: make it a no-op
             super().close()
             self.store.close()
             if self.parent is not None:

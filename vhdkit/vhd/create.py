@@ -68,7 +68,7 @@ def check_parameters(size: int, disk_type: str, block_size: int) -> None:
 
 def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = L.DEFAULT_BLOCK_SIZE,
                   disk_id: uuid.UUID | None = None, parent: VhdParentLink | None = None) -> None:
-    """Write a complete new VHD into an empty ``store`` and flush it."""
+    """Write a complete new VHD into an empty ``store`` (the caller flushes)."""
     check_parameters(size, disk_type, block_size)
     if (disk_type == "differencing") != (parent is not None):
         raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
@@ -79,7 +79,6 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
         if preallocate is not None:
             preallocate(0, size)
         store.pwrite(size, build_footer(size, L.DISK_TYPE_FIXED, L.FIXED_DATA_OFFSET, unique_id))
-        store.flush()
         return
     entries = -(-size // block_size)
     table_offset = L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE
@@ -120,4 +119,3 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
         store.pwrite(offset, data)
     store.pwrite(at, footer)  # the footer at the end ...
     store.pwrite(0, footer)  # ... and its copy at 0: written last, it makes the file a VHD
-    store.flush()

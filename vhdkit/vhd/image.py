@@ -358,7 +358,7 @@ class VhdDisk(VirtualDisk):
             self.store.flush()
 
     def flush(self) -> None:
-        if not self.closed and self._writable:
+        if self._flushable():
             self.file_store.flush()
 
     # -- reporting -----------------------------------------------------------------------------

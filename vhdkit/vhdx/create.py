@@ -135,7 +135,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
                    logical_sector_size: int = 512, physical_sector_size: int = 4096,
                    disk_id: uuid.UUID | None = None, parent: ParentLink | None = None,
                    creator: str = "vhdkit") -> None:
-    """Write a complete new VHDX into an empty ``store`` and flush it."""
+    """Write a complete new VHDX into an empty ``store`` (the caller flushes)."""
     check_parameters(size, disk_type, block_size, logical_sector_size, physical_sector_size)
     if (disk_type == "differencing") != (parent is not None):
         raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
@@ -170,4 +170,3 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
             log_length=LOG_LENGTH, log_offset=LOG_OFFSET, reserved=bytes(4016),
         ))
         store.pwrite(L.HEADER_OFFSETS[slot - 1], with_checksum(header))
-    store.flush()

@@ -370,7 +370,7 @@ class VhdxDisk(VirtualDisk):
             raise ReadOnlyError(f"{self.name}: an earlier write failed ({self._broken}); reopen the image")
 
     def flush(self) -> None:
-        if not self.closed and self._writable and self._broken is None:
+        if self._flushable() and self._broken is None:
             self.file_store.flush()
 
     def close(self) -> None:
