@@ -17,14 +17,25 @@ def register(sub: Any) -> None:
     p.add_argument("image", help="path or URL (file://, memory://, any fsspec URL)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--format", choices=FORMATS, help="do not detect the format")
+    p.add_argument("--force", action="store_true",
+                   help="show a VHD whose footer or header checksum is wrong (the damage is listed)")
     p.add_argument("--no-parent", action="store_true",
                    help="do not open a differencing disk's parent (report its locators only)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with vhdkit.open(args.image, format=args.format, resolve_parents=not args.no_parent) as disk:
+    options = dict(format=args.format, tolerate_checksum=args.force)
+    parent_problem = None
+    try:
+        disk = vhdkit.open(args.image, resolve_parents=not args.no_parent, **options)
+    except (vhdkit.ParentNotFoundError, vhdkit.ParentMismatchError) as e:
+        parent_problem = str(e)  # describe the child anyway, and say why its parent is not open
+        disk = vhdkit.open(args.image, resolve_parents=False, **options)
+    with disk:
         info = disk.info()
+    if parent_problem and info.parent is not None:
+        info.parent["problem"] = parent_problem
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
     else:
@@ -66,9 +77,20 @@ def render(info: DiskInfo) -> str:
     if info.blocks:
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in info.blocks.items() if k != "total")
         lines.append(("blocks", f"{info.blocks['total']} ({counts})"))
+    details = info.details or {}
+    if "geometry" in details:
+        g = details["geometry"]
+        lines.append(("geometry", f"{g['cylinders']}/{g['heads']}/{g['sectors_per_track']} (CHS)"))
+    if details.get("size_note"):
+        lines.append(("size note", details["size_note"]))
+    for problem in details.get("problems", []):
+        lines.append(("problem", problem))
     if info.parent:
-        lines.append(("parent", info.parent.get("resolved") or "(not opened)"))
-        lines.append(("parent linkage", str(info.parent.get("parent_linkage"))))
+        lines.append(("parent", info.parent.get("resolved") or info.parent.get("problem") or "(not opened)"))
+        if "parent_linkage" in info.parent:
+            lines.append(("parent linkage", str(info.parent.get("parent_linkage"))))
+        if info.parent.get("parent_unique_id"):
+            lines.append(("parent id", info.parent["parent_unique_id"]))
         for key, value in info.parent.get("locators", {}).items():
             if key.startswith("parent_linkage"):
                 continue

@@ -78,3 +78,20 @@ def test_version_and_help():
     assert r.returncode == 0 and r.stdout.startswith("vhdkit ")
     r = vhdkit_cmd("info", "--help")
     assert r.returncode == 0 and "--json" in r.stdout
+
+
+def test_info_describes_a_child_whose_parent_is_missing(sample):
+    path = sample("dfvfs/fat-differential.vhd")
+    r = vhdkit_cmd("info", "--json", str(path))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["format"] == "vhd" and info["type"] == "differencing"
+    assert "not found" in info["parent"]["problem"] and str(path.parent / "fat-parent.vhd") in info["parent"]["problem"]
+    assert info["parent"]["locators"]["W2ru"] == ".\\fat-parent.vhd"
+
+
+def test_info_force_shows_a_damaged_vhd_and_its_damage(sample):
+    path = sample("dfvfs/image.vhd")
+    assert vhdkit_cmd("info", str(path)).returncode == 1
+    r = vhdkit_cmd("info", "--force", str(path))
+    assert r.returncode == 0 and "problem:" in r.stdout and "checksum mismatch" in r.stdout
