@@ -145,3 +145,46 @@ def test_convert_command_json_summary(tmp_path, source_vhdx):
     r = subprocess.run([sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(tmp_path / "noext")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "-O" in r.stderr
+
+
+def test_progress_bar_on_a_terminal_and_not_in_a_pipe(tmp_path, source_vhdx):
+    """Run the command on a pseudo-terminal, as a person would, and in a pipe, as a script would."""
+    import pty
+    import select
+
+    target = tmp_path / "tty.vhd"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(target)])
+    output = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    assert "converting" in text and "100.0%" in text and "[" + "#" * 30 + "]" in text
+    piped = subprocess.run([sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(tmp_path / "p.vhd")],
+                           capture_output=True, text=True)
+    assert piped.returncode == 0 and "%" not in piped.stderr and "converted" in piped.stdout
+
+
+def test_a_child_without_its_parent_is_not_copied_as_if_the_parent_were_zeros(tmp_path):
+    parent, child = tmp_path / "base.vhdx", tmp_path / "child.vhdx"
+    with vhdkit.create(parent, 64 * MiB) as disk:
+        disk.pwrite(0, b"\x42" * MiB)
+    vhdkit.create(child, parent=parent).close()
+    with vhdkit.open(child, resolve_parents=False) as src, vhdkit.create(tmp_path / "t.raw", src.size, format="raw") as dst:
+        with pytest.raises(vhdkit.ParentNotFoundError, match="parent is not open"):
+            copy_disk(src, dst)
+    stats = vhdkit.convert(child, tmp_path / "flat.raw")  # with the parent: the chain flattened
+    assert stats.bytes_written == MiB
+    assert (tmp_path / "flat.raw").read_bytes()[:MiB] == b"\x42" * MiB

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..disk import ExtentState, VirtualDisk
-from ..errors import MigrationError
+from ..errors import MigrationError, ParentNotFoundError
 
 DEFAULT_CHUNK = 4 << 20
 ProgressCallback = Callable[[int, int], None]  # (bytes of the source done, source size)
@@ -46,6 +46,9 @@ class CopyStats:
 def plan_chunks(disk: VirtualDisk, chunk_size: int) -> Iterator[tuple[int, int, bool]]:
     """(offset, length, holds data) pieces covering the disk, data pieces cut at chunk boundaries."""
     for ext in disk.extents():
+        if ext.state is ExtentState.PARENT:  # only left when the parent was not opened
+            raise ParentNotFoundError(f"{disk.name} needs its parent for the range at {ext.offset:#x}, "
+                                      "and the parent is not open")
         if ext.state is not ExtentState.DATA:
             yield ext.offset, ext.length, False
             continue

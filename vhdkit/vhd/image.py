@@ -187,8 +187,7 @@ class VhdDisk(VirtualDisk):
             if code not in (L.PLATFORM_W2KU, L.PLATFORM_W2RU) or entry.platform_data_length == 0:
                 continue
             if entry.platform_data_length > 65536 or entry.platform_data_offset + entry.platform_data_length > size:
-                self.problems.append(f"parent locator {code.decode()} points outside the file")
-                continue
+                continue  # a damaged locator is no path to try (check reports it)
             raw = self.file_store.pread(entry.platform_data_offset, entry.platform_data_length)
             out[code.decode()] = raw.decode("utf-16-le", errors="replace").rstrip("\0")
         return out
