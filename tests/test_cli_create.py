@@ -106,3 +106,12 @@ def test_bad_parameters_get_a_sentence_and_no_file(tmp_path, args, message):
     r = vhdkit_cmd("create", str(path), *args)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_differencing_child_keeps_a_physical_sector_size_it_is_given(tmp_path):
+    parent, child = tmp_path / "p.vhdx", tmp_path / "c.vhdx"
+    vhdkit.create(parent, GiB, physical_sector_size=4096).close()
+    with vhdkit.create(child, parent=parent, physical_sector_size=512) as disk:
+        assert (disk.logical_sector_size, disk.physical_sector_size) == (512, 512)
+    with pytest.raises(ValueError, match="parent's size"):
+        vhdkit.create(tmp_path / "d.vhdx", 2 * GiB, parent=parent)

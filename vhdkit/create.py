@@ -159,7 +159,7 @@ def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int
                 raise UnsupportedFeatureError(f"the parent of a VHDX differencing disk must be a VHDX, "
                                               f"{disk.name} is {disk.format_name}")
             guid = disk.header.data_write_guid
-            size, physical = _inherit(size, disk.size, logical, disk.logical_sector_size)
+            size = _inherit(size, disk.size, logical, disk.logical_sector_size)
             logical = disk.logical_sector_size
             physical = physical or disk.physical_sector_size
         relative, absolute = _parent_paths(target, parent)
@@ -185,7 +185,7 @@ def _vhd_options(target: Any, size: int | None, disk_type: str, block_size: int 
                 raise UnsupportedFeatureError(f"the parent of a VHD differencing disk must be a VHD, "
                                               f"{disk.name} is {disk.format_name}")
             unique_id = bytes(disk.footer.unique_id)
-            size, _ = _inherit(size, disk.size, None, 512)
+            size = _inherit(size, disk.size, None, 512)
         relative, absolute = _parent_paths(target, parent)
         link = VhdParentLink(unique_id, os.path.basename(os.fspath(parent)), relative, absolute)
     if size is None:
@@ -202,12 +202,13 @@ def _write_raw(store: Store, *, size: int, reserve: bool) -> None:
         preallocate(0, size)
 
 
-def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> tuple[int, None]:
+def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> int:
+    """A differencing disk's size (and logical sector) are its parent's: refuse anything else."""
     if size is not None and size != parent_size:
         raise ValueError(f"a differencing disk has its parent's size ({parent_size}), not {size}")
     if logical is not None and logical != parent_logical:
         raise ValueError(f"a differencing disk has its parent's logical sector size ({parent_logical})")
-    return parent_size, None
+    return parent_size
 
 
 def _creator() -> str:
