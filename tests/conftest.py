@@ -94,3 +94,18 @@ def sha256_of_disk(disk: Any, chunk: int = 4 << 20) -> str:
             break
         h.update(data)
     return h.hexdigest()
+
+
+def pyvhdi_read(child: Path, parent: Path, length: int, offset: int = 0) -> bytes:
+    """What libvhdi (pyvhdi) reads from a differencing ``child`` with ``parent`` set."""
+    import pyvhdi
+
+    p, c = pyvhdi.file(), pyvhdi.file()
+    p.open(str(parent))
+    c.open(str(child))
+    try:
+        c.set_parent(p)
+        return bytes(c.read_buffer_at_offset(length, offset))
+    finally:
+        c.close()
+        p.close()

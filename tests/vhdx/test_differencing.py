@@ -14,7 +14,7 @@ import vhdkit
 from vhdkit import ExtentState
 from vhdkit.errors import ParentMismatchError, ParentNotFoundError, VhdkitError
 
-from ..conftest import require_tool, sha256_of_disk, vhdiinfo
+from ..conftest import pyvhdi_read, require_tool, sha256_of_disk, vhdiinfo
 from .differencing import BLOCK, make_chain
 from .patching import HEADER_OFFSETS, Image, current_header, fix_crc
 
@@ -41,15 +41,7 @@ def test_pyvhdi_and_dissect_read_the_same_chain(tmp_path):
     chain = make_chain(tmp_path)
     with vhdkit.open(chain.child) as disk:
         ours = disk.pread(0, chain.size)
-    import pyvhdi
-
-    child, parent = pyvhdi.file(), pyvhdi.file()
-    child.open(str(chain.child))
-    parent.open(str(chain.parent))
-    child.set_parent(parent)
-    theirs = child.read_buffer_at_offset(chain.size, 0)
-    child.close()
-    parent.close()
+    theirs = pyvhdi_read(chain.child, chain.parent, chain.size)
     # Block 4 is PAYLOAD_BLOCK_ZERO, which "MUST return zeros" (2.5.1.1); libvhdi reads the
     # parent there instead (the libvhdi#17 family of block-state bugs). Everywhere else: equal.
     zero_block = slice(4 * BLOCK, 5 * BLOCK)
