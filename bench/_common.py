@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
 from typing import Sequence
 
 
-def timed(cmd: Sequence[str], stdin: bytes | None = None) -> float:
+def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False) -> float:
+    """Wall time of one whole process. ``settle``: first write back every dirty page (untimed), so
+    a run does not pay for the writeback of the run before it."""
+    if settle:
+        os.sync()
     start = time.perf_counter()
     subprocess.run(list(cmd), check=True, input=stdin, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

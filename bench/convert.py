@@ -63,7 +63,7 @@ def main() -> int:
         ceiling = []
         for _ in range(args.runs):
             out.unlink(missing_ok=True)
-            ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)]))
+            ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)], settle=True))
         cp_time = median(ceiling)
         peers = {
             "qemu-img": lambda src, sf, df: ["qemu-img", "convert", "-f", qfmt[sf], "-O", qfmt[df], str(src), str(out)],
@@ -77,7 +77,7 @@ def main() -> int:
             for _ in range(args.runs):
                 for name, make in peers.items():
                     out.unlink(missing_ok=True)
-                    times[name].append(timed(make(sources[src_fmt], src_fmt, dst_fmt)))
+                    times[name].append(timed(make(sources[src_fmt], src_fmt, dst_fmt), settle=True))
             out.unlink(missing_ok=True)
             m = {name: median(ts) for name, ts in times.items()}
             rows.append((f"{src_fmt} -> {dst_fmt}", *(f"{m[n]:.3f}" for n in peers),
