@@ -289,6 +289,11 @@ class VirtualDisk(io.RawIOBase):
         if self._flushable():
             self.store.flush()
 
+    def writeback_hint(self) -> None:
+        """Let the store start writing back what was written (see Store.writeback_hint)."""
+        if self._flushable():
+            self.store.writeback_hint()
+
     def _flushable(self) -> bool:
         return not self.closed and not self._closing and self._writable
 

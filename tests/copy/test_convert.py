@@ -188,3 +188,24 @@ def test_a_child_without_its_parent_is_not_copied_as_if_the_parent_were_zeros(tm
     stats = vhdkit.convert(child, tmp_path / "flat.raw")  # with the parent: the chain flattened
     assert stats.bytes_written == 4 * MiB  # the one 4 MiB chunk that holds the parent's data
     assert (tmp_path / "flat.raw").read_bytes()[:MiB] == b"\x42" * MiB
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_writeback_hints_only_when_the_copy_must_end_durable(tmp_path, monkeypatch, sync):
+    source_vhdx = tmp_path / "big.vhdx"
+    with vhdkit.create(source_vhdx, 256 * MiB) as disk:
+        disk.pwrite(0, random.Random(3).randbytes(130 * MiB))  # two 64 MiB hint steps' worth
+    calls = []
+    real = vhdkit.VhdxDisk.writeback_hint
+
+    def counting(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(vhdkit.VhdxDisk, "writeback_hint", counting)
+    with vhdkit.open(source_vhdx) as src, vhdkit.create(tmp_path / "t.vhdx", src.size) as dst:
+        stats = copy_disk(src, dst, flush=sync)
+    assert stats.bytes_written == 132 * MiB  # whole 4 MiB chunks
+    assert len(calls) == (2 if sync else 0)
+    with vhdkit.open(source_vhdx) as a, vhdkit.open(tmp_path / "t.vhdx") as b:
+        assert verify_copy(a, b)

@@ -129,3 +129,16 @@ def test_overlay_behaves_like_a_bytearray_and_leaves_the_base_alone(tmp_path_fac
         for offset, n in reads + [(0, len(model) + 10)]:
             assert overlay.pread(offset, n) == bytes(model[offset : offset + n])
     assert path.read_bytes() == base
+
+
+def test_writeback_hint_keeps_the_data(tmp_path):
+    from vhdkit.storage import LocalStore
+
+    path = tmp_path / "f"
+    with LocalStore(path, writable=True, create=True) as s:
+        s.pwrite(0, b"a" * (8 << 20))
+        s.writeback_hint()  # starts writeback and drops clean pages: the bytes must stay
+        assert s.pread(0, 8 << 20) == b"a" * (8 << 20)
+        s.pwrite(4 << 20, b"b" * 4096)
+        s.writeback_hint()
+        assert s.pread(4 << 20, 4096) == b"b" * 4096

@@ -23,6 +23,7 @@ from ..disk import ExtentState, VirtualDisk
 from ..errors import MigrationError, ParentNotFoundError
 
 DEFAULT_CHUNK = 4 << 20
+WRITEBACK_HINT_EVERY = 64 << 20
 ProgressCallback = Callable[[int, int], None]  # (bytes of the source done, source size)
 
 
@@ -96,6 +97,7 @@ def copy_disk(source: VirtualDisk, target: VirtualDisk, *, chunk_size: int = DEF
     thread.start()
     zeros = bytes(chunk_size)
     done = 0
+    since_hint = 0
     try:
         while True:
             item = handoff.get()
@@ -120,6 +122,10 @@ def copy_disk(source: VirtualDisk, target: VirtualDisk, *, chunk_size: int = DEF
                 else:
                     target.pwrite(offset, view)
                     stats.bytes_written += length
+                    since_hint += length
+                    if flush and since_hint >= WRITEBACK_HINT_EVERY:
+                        target.writeback_hint()  # the final flush then waits for less
+                        since_hint = 0
                 pool.put(buf)
             done += length
             if progress is not None:

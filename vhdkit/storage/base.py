@@ -48,6 +48,9 @@ class Store(Protocol):
     def write_zeros(self, offset: int, n: int) -> None:
         """Write ``n`` zero bytes at ``offset`` (allocated, unlike punch)."""
 
+    def writeback_hint(self) -> None:
+        """Hint: start writing what has been written so far; a later flush() will wait less."""
+
 
 class BaseStore:
     """Shared behaviour: bounds checks, read-only refusal, sparse hints that do nothing."""
@@ -98,6 +101,9 @@ class BaseStore:
             step = min(len(zeros), n - done)
             self.pwrite(offset + done, zeros[:step] if step < len(zeros) else zeros)
             done += step
+
+    def writeback_hint(self) -> None:
+        pass
 
     def _require_writable(self) -> None:
         if not self.writable:

@@ -360,6 +360,10 @@ class VhdDisk(VirtualDisk):
         if self._flushable():
             self.file_store.flush()
 
+    def writeback_hint(self) -> None:
+        if self._flushable():
+            self.file_store.writeback_hint()
+
     # -- reporting -----------------------------------------------------------------------------
     def info(self) -> DiskInfo:
         f = self.footer

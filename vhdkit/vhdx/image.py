@@ -373,6 +373,10 @@ class VhdxDisk(VirtualDisk):
         if self._flushable() and self._broken is None:
             self.file_store.flush()
 
+    def writeback_hint(self) -> None:
+        if self._flushable():
+            self.file_store.writeback_hint()
+
     def close(self) -> None:
         if self.closed:
             return
