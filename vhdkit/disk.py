@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
-from .errors import ReadOnlyError
+from .errors import ParentNotFoundError, ReadOnlyError
 from .storage import Store
 
 _ZEROS = bytes(1 << 20)
@@ -227,8 +227,7 @@ class VirtualDisk(io.RawIOBase):
     def _read_parent(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the parent's bytes (zeros past a smaller parent's end)."""
         if self.parent is None:
-            fill_zeros(view)
-            return
+            raise ParentNotFoundError(f"{self.name} is a differencing disk and its parent is not open")
         got = self.parent.preadinto(offset, view)
         if got < len(view):
             fill_zeros(view[got:])

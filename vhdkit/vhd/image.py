@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
-from ..errors import CorruptImageError, ParentNotFoundError, ReadOnlyError, UnsupportedFeatureError
+from ..errors import CorruptImageError, ReadOnlyError, UnsupportedFeatureError
 from ..storage import Store
 from ..units import align_up, is_power_of_two
 from . import layout as L
@@ -246,7 +246,7 @@ class VhdDisk(VirtualDisk):
             view = buf[pos - offset : pos - offset + n]
             if entry == L.BAT_UNUSED:
                 if self.differencing:
-                    self._read_parent_checked(pos, view)
+                    self._read_parent(pos, view)
                 else:
                     fill_zeros(view)
                 continue
@@ -260,7 +260,7 @@ class VhdDisk(VirtualDisk):
                 if present:
                     self._read_file(data_at + run_pos % bs, part, f"block {block}")
                 else:
-                    self._read_parent_checked(run_pos, part)
+                    self._read_parent(run_pos, part)
 
     def _read_file(self, file_offset: int, view: memoryview, what: str) -> None:
         end = self.file_store.size()
@@ -281,11 +281,6 @@ class VhdDisk(VirtualDisk):
         base = pos - pos % bs
         for start, count, present in bitmap_runs(bitmap, first, n // L.SECTOR):
             yield base + start * L.SECTOR, count * L.SECTOR, present
-
-    def _read_parent_checked(self, offset: int, view: memoryview) -> None:
-        if self.parent is None:
-            raise ParentNotFoundError(f"{self.name} is a differencing disk and its parent is not open")
-        self._read_parent(offset, view)
 
     def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
         if self.bat is None:
@@ -355,14 +350,6 @@ class VhdDisk(VirtualDisk):
         self.store.pwrite(sector_at, bytes(sector))
         if self._ordered:
             self.store.flush()
-
-    def flush(self) -> None:
-        if self._flushable():
-            self.file_store.flush()
-
-    def writeback_hint(self) -> None:
-        if self._flushable():
-            self.file_store.writeback_hint()
 
     # -- reporting -----------------------------------------------------------------------------
     def info(self) -> DiskInfo:

@@ -12,7 +12,7 @@ import uuid
 from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
-from ..errors import CorruptImageError, ParentNotFoundError, ReadOnlyError
+from ..errors import CorruptImageError, ReadOnlyError
 from ..storage import OverlayStore, Store
 from ..units import align_up
 from . import layout as L
@@ -146,7 +146,7 @@ class VhdxDisk(VirtualDisk):
                 self._read_payload(block, file_offset + pos % bs, view)
             elif state == L.PAYLOAD_BLOCK_NOT_PRESENT:
                 if self.metadata.has_parent:
-                    self._read_parent_checked(pos, view)
+                    self._read_parent(pos, view)
                 else:
                     fill_zeros(view)
             elif state in _ZERO_STATES:
@@ -157,7 +157,7 @@ class VhdxDisk(VirtualDisk):
                     if present:
                         self._read_payload(block, file_offset + run_pos % bs, part)
                     else:
-                        self._read_parent_checked(run_pos, part)
+                        self._read_parent(run_pos, part)
             else:
                 raise self._bad_state(block, state)
 
@@ -173,11 +173,6 @@ class VhdxDisk(VirtualDisk):
             raise CorruptImageError("payload block extends past the end of the file",
                                     structure=f"payload block {block}", offset=file_offset,
                                     expected=f"end <= {end:#x}", found=file_offset + len(view))
-
-    def _read_parent_checked(self, offset: int, view: memoryview) -> None:
-        if self.parent is None:
-            raise ParentNotFoundError(f"{self.name} is a differencing disk and its parent is not open")
-        self._read_parent(offset, view)
 
     def _bad_state(self, block: int, state: int) -> CorruptImageError:
         return CorruptImageError(
@@ -372,10 +367,6 @@ class VhdxDisk(VirtualDisk):
     def flush(self) -> None:
         if self._flushable() and self._broken is None:
             self.file_store.flush()
-
-    def writeback_hint(self) -> None:
-        if self._flushable():
-            self.file_store.writeback_hint()
 
     def close(self) -> None:
         if self.closed:
