@@ -25,9 +25,17 @@ from .errors import (
 from .convert import convert
 from .create import BLANK_SIZES, create
 from .open import detect_format, open
-from .vhdx import VhdxDisk
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The format packages load when first needed (see open.disk_class), these names included.
+    if name in ("VhdxDisk", "VhdDisk"):
+        from .open import disk_class
+
+        return disk_class("vhdx" if name == "VhdxDisk" else "vhd")
+    raise AttributeError(f"module 'vhdkit' has no attribute {name!r}")
 
 __all__ = [
     "BLANK_SIZES",
@@ -44,6 +52,7 @@ __all__ = [
     "ReadOnlyError",
     "StorageError",
     "UnsupportedFeatureError",
+    "VhdDisk",
     "VhdkitError",
     "VhdxDisk",
     "VirtualDisk",

@@ -16,14 +16,10 @@ from urllib.parse import urlsplit
 
 from .disk import RawDisk, VirtualDisk
 from .errors import ImageExistsError, UnsupportedFeatureError
+from .open import disk_class
 from .open import open as open_image
 from .storage import Store, is_url, open_store
 from .units import GiB
-from .vhd import VhdDisk
-from .vhd.create import VhdParentLink, write_new_vhd
-from .vhd.layout import DEFAULT_BLOCK_SIZE as VHD_BLOCK_SIZE
-from .vhdx import VhdxDisk
-from .vhdx.create import DEFAULT_BLOCK_SIZE, DEFAULT_DIFFERENCING_BLOCK_SIZE, ParentLink, write_new_vhdx
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
 BLANK_SIZES = {"small": 16 * GiB, "large": 60 * GiB}
@@ -140,10 +136,8 @@ def open_unpublished(temp: str, format: str) -> VirtualDisk:  # noqa: A002
     """Open a freshly written temporary image for filling (see UnpublishedSession)."""
     store = open_store(temp, writable=True)
     try:
-        if format == "vhdx":
-            return VhdxDisk(store, writable=True, unpublished=True)
-        if format == "vhd":
-            return VhdDisk(store, writable=True, unpublished=True)
+        if format in ("vhdx", "vhd"):
+            return disk_class(format)(store, writable=True, unpublished=True)  # type: ignore[call-arg]
         return RawDisk(store, writable=True)
     except BaseException:
         store.close()
@@ -152,6 +146,9 @@ def open_unpublished(temp: str, format: str) -> VirtualDisk:  # noqa: A002
 
 def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
                   physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
+    from .vhdx.create import DEFAULT_BLOCK_SIZE, DEFAULT_DIFFERENCING_BLOCK_SIZE, ParentLink, write_new_vhdx
+    from .vhdx.image import VhdxDisk
+
     link = None
     if parent is not None:
         with open_image(parent) as disk:
@@ -176,6 +173,10 @@ def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int
 
 def _vhd_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
                  physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
+    from .vhd.create import VhdParentLink, write_new_vhd
+    from .vhd.image import VhdDisk
+    from .vhd.layout import DEFAULT_BLOCK_SIZE as VHD_BLOCK_SIZE
+
     if logical not in (None, 512) or physical not in (None, 512):
         raise ValueError("a VHD has 512-byte sectors only")
     link = None

@@ -23,13 +23,13 @@ from .errors import (
     VhdkitError,
 )
 from .storage import Store, is_url, open_store
-from .vhd import VhdDisk
-from .vhdx import VhdxDisk
-from .vhdx import layout as vhdx_layout
 
 FORMATS = ("vhdx", "vhd", "raw")
 MAX_CHAIN_DEPTH = 256
-_VHD_COOKIE = b"conectix"
+# The signatures detection needs, kept here so that detecting (and opening a raw file) does not
+# load the format packages; tests check them against vhdx.layout and vhd.layout.
+VHDX_SIGNATURE = b"vhdxfile"  # [MS-VHDX] 2.2.1 file type identifier
+VHD_COOKIE = b"conectix"  # VHD spec, hard disk footer "Cookie"
 
 
 def detect_format(store: Store) -> str:
@@ -39,16 +39,32 @@ def detect_format(store: Store) -> str:
     never taken for raw.
     """
     head = store.pread(0, 8)
-    if head == vhdx_layout.FILE_IDENTIFIER_SIGNATURE:
+    if head == VHDX_SIGNATURE:
         return "vhdx"
-    if head == _VHD_COOKIE:
+    if head == VHD_COOKIE:
         return "vhd"
     size = store.size()
     if size >= 512:
         tail = store.pread(size - 512, 8)
-        if tail == _VHD_COOKIE:
+        if tail == VHD_COOKIE:
             return "vhd"
     return "raw"
+
+
+def disk_class(fmt: str) -> type[VirtualDisk]:
+    """The VirtualDisk class of a format, its package imported only now: a command that never
+    meets a VHD does not pay for loading the VHD code (start-up time is most of a small job)."""
+    if fmt == "vhdx":
+        from .vhdx.image import VhdxDisk
+
+        return VhdxDisk
+    if fmt == "vhd":
+        from .vhd.image import VhdDisk
+
+        return VhdDisk
+    if fmt == "raw":
+        return RawDisk
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 
 
 def open(  # noqa: A001 - named like tarfile.open
@@ -92,10 +108,10 @@ def _open_chain(target: str | os.PathLike[str], writable: bool, format: str | No
         fmt = format or detect_format(store)
         resolver = _ParentResolver(options, chain + [_identity(store.url)]) if options.resolve_parents else None
         if fmt == "vhdx":
-            return VhdxDisk(store, writable=writable, parent_resolver=resolver)
+            return disk_class("vhdx")(store, writable=writable, parent_resolver=resolver)
         if fmt == "vhd":
-            return VhdDisk(store, writable=writable, parent_resolver=resolver,
-                           tolerate_checksum=options.tolerate_checksum)
+            return disk_class("vhd")(store, writable=writable, parent_resolver=resolver,
+                                     tolerate_checksum=options.tolerate_checksum)
         return RawDisk(store, writable=writable)
     except BaseException:
         store.close()

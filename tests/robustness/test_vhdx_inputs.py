@@ -1,6 +1,6 @@
 """The robustness contract (DESIGN.md §3): any bytes either parse or raise VhdkitError.
 
-Never struct.error, IndexError, MemoryError, a construct error, a hang, or an allocation the file
+Never struct.error, IndexError, MemoryError, a hang, or an allocation the file
 does not justify. Mutations re-fix the CRCs they break, so the deeper checks get exercised too,
 not only the checksums.
 """

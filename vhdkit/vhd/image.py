@@ -23,6 +23,7 @@ from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, UnsupportedFeatureError
 from ..storage import Store
+from ..structs import Record
 from ..units import align_up, is_power_of_two
 from . import layout as L
 
@@ -31,7 +32,7 @@ ParentResolver = Callable[["VhdDisk"], VirtualDisk]
 
 @dataclass
 class ParsedFooter:
-    fields: object  # the construct Container
+    fields: Record
     offset: int
     checksum_ok: bool
     raw: bytes

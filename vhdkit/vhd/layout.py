@@ -9,32 +9,32 @@ from __future__ import annotations
 
 import datetime as _dt
 
-import construct as cs
+from ..structs import BIG, U8, U16, U32, U64, Array, Bytes, Struct  # noqa: F401
 
 SECTOR = 512
 
 # -- Hard disk footer (512 bytes; at the end of every VHD, copied at offset 0 in dynamic ones) ----
 FOOTER_SIZE = 512
 FOOTER_COOKIE = b"conectix"
-Footer = cs.Struct(
-    "cookie" / cs.Bytes(8),
-    "features" / cs.Int32ub,  # bit 1 (0x2) reserved, always set
-    "file_format_version" / cs.Int32ub,  # 0x00010000
-    "data_offset" / cs.Int64ub,  # dynamic header offset; all ones for fixed disks
-    "timestamp" / cs.Int32ub,  # seconds since 2000-01-01 00:00:00 UTC
-    "creator_application" / cs.Bytes(4),
-    "creator_version" / cs.Int32ub,
-    "creator_host_os" / cs.Bytes(4),
-    "original_size" / cs.Int64ub,
-    "current_size" / cs.Int64ub,
-    "cylinders" / cs.Int16ub,
-    "heads" / cs.Int8ub,
-    "sectors_per_track" / cs.Int8ub,
-    "disk_type" / cs.Int32ub,
-    "checksum" / cs.Int32ub,  # one's complement of the byte sum, this field taken as zero
-    "unique_id" / cs.Bytes(16),
-    "saved_state" / cs.Int8ub,
-    "reserved" / cs.Bytes(427),
+Footer = Struct(BIG,
+    ("cookie", Bytes(8)),
+    ("features", U32),  # bit 1 (0x2) reserved, always set
+    ("file_format_version", U32),  # 0x00010000
+    ("data_offset", U64),  # dynamic header offset; all ones for fixed disks
+    ("timestamp", U32),  # seconds since 2000-01-01 00:00:00 UTC
+    ("creator_application", Bytes(4)),
+    ("creator_version", U32),
+    ("creator_host_os", Bytes(4)),
+    ("original_size", U64),
+    ("current_size", U64),
+    ("cylinders", U16),
+    ("heads", U8),
+    ("sectors_per_track", U8),
+    ("disk_type", U32),
+    ("checksum", U32),  # one's complement of the byte sum, this field taken as zero
+    ("unique_id", Bytes(16)),
+    ("saved_state", U8),
+    ("reserved", Bytes(427)),
 )
 assert Footer.sizeof() == FOOTER_SIZE
 FOOTER_CHECKSUM_OFFSET = 64
@@ -51,27 +51,27 @@ CREATOR_HOST_OS = b"Wi2k"  # what every Windows-readable VHD carries
 # -- Dynamic disk header (1024 bytes, at footer.data_offset) --------------------------------------
 DYNAMIC_HEADER_SIZE = 1024
 DYNAMIC_HEADER_COOKIE = b"cxsparse"
-ParentLocatorEntry = cs.Struct(
-    "platform_code" / cs.Bytes(4),  # b"W2ku" absolute, b"W2ru" relative (UTF-16LE); b"\0\0\0\0" unused
-    "platform_data_space" / cs.Int32ub,  # sectors by the spec; Windows writes bytes
-    "platform_data_length" / cs.Int32ub,  # bytes
-    "reserved" / cs.Int32ub,
-    "platform_data_offset" / cs.Int64ub,  # absolute file offset
+ParentLocatorEntry = Struct(BIG,
+    ("platform_code", Bytes(4)),  # b"W2ku" absolute, b"W2ru" relative (UTF-16LE); b"\0\0\0\0" unused
+    ("platform_data_space", U32),  # sectors by the spec; Windows writes bytes
+    ("platform_data_length", U32),  # bytes
+    ("reserved", U32),
+    ("platform_data_offset", U64),  # absolute file offset
 )
-DynamicHeader = cs.Struct(
-    "cookie" / cs.Bytes(8),
-    "data_offset" / cs.Int64ub,  # all ones
-    "table_offset" / cs.Int64ub,  # the BAT
-    "header_version" / cs.Int32ub,  # 0x00010000
-    "max_table_entries" / cs.Int32ub,
-    "block_size" / cs.Int32ub,
-    "checksum" / cs.Int32ub,
-    "parent_unique_id" / cs.Bytes(16),
-    "parent_timestamp" / cs.Int32ub,
-    "reserved" / cs.Int32ub,
-    "parent_unicode_name" / cs.Bytes(512),  # UTF-16BE (the locators' data is UTF-16LE)
-    "parent_locators" / cs.Array(8, ParentLocatorEntry),
-    "reserved2" / cs.Bytes(256),
+DynamicHeader = Struct(BIG,
+    ("cookie", Bytes(8)),
+    ("data_offset", U64),  # all ones
+    ("table_offset", U64),  # the BAT
+    ("header_version", U32),  # 0x00010000
+    ("max_table_entries", U32),
+    ("block_size", U32),
+    ("checksum", U32),
+    ("parent_unique_id", Bytes(16)),
+    ("parent_timestamp", U32),
+    ("reserved", U32),
+    ("parent_unicode_name", Bytes(512)),  # UTF-16BE (the locators' data is UTF-16LE)
+    ("parent_locators", Array(8, ParentLocatorEntry)),
+    ("reserved2", Bytes(256)),
 )
 assert DynamicHeader.sizeof() == DYNAMIC_HEADER_SIZE
 DYNAMIC_HEADER_CHECKSUM_OFFSET = 36

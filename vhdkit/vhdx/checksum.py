@@ -9,10 +9,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import construct as cs
 import crcmod.predefined
 
 from ..errors import CorruptImageError
+from ..structs import Struct
 
 _crc32c = crcmod.predefined.mkCrcFun("crc-32c")
 _ZERO4 = b"\0\0\0\0"
@@ -42,14 +42,14 @@ def with_checksum(data: bytes | bytearray, field_offset: int = 4) -> bytes:
     return bytes(buf)
 
 
-def parse(structure: cs.Construct, data: bytes | memoryview, name: str, offset: int) -> Any:
-    """Parse ``data`` with a construct Struct; any failure becomes a CorruptImageError."""
+def parse(structure: Struct, data: bytes | memoryview, name: str, offset: int) -> Any:
+    """Parse ``data`` as ``structure``; any failure becomes a CorruptImageError."""
     size = structure.sizeof()
     if len(data) < size:
         raise CorruptImageError(
             "structure is truncated", structure=name, offset=offset, expected=size, found=len(data)
         )
     try:
-        return structure.parse(bytes(data[:size]))
-    except (cs.ConstructError, UnicodeDecodeError, ValueError) as e:
+        return structure.parse(data)
+    except ValueError as e:
         raise CorruptImageError(f"cannot parse: {e}", structure=name, offset=offset) from e

@@ -2,32 +2,20 @@
 
 All integers are little-endian; GUIDs are Microsoft mixed-endian (``uuid.UUID(bytes_le=...)``).
 Signatures are parsed as bytes and checked by the caller, so a bad one becomes a
-CorruptImageError that names the structure rather than a construct ConstError.
+CorruptImageError that names the structure.
 
-Bulk tables (the BAT, sector bitmaps) are not declared here: they are read with array/memoryview
-(construct is three orders of magnitude slower there). Never ``.compile()`` these structs: the
-compiled parser skips checks and these parse untrusted input.
+Bulk tables (the BAT, sector bitmaps) are not declared here: they are read as arrays of
+integers with array/memoryview, a record per entry would be far too slow.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import construct as cs
-
+from ..structs import GUID_LE, LITTLE, U8, U16, U32, U64, Bytes, Scalar, Struct  # noqa: F401
 from ..units import KiB, MiB, TiB
 
-
-class _GuidAdapter(cs.Adapter):  # type: ignore[misc]
-    def _decode(self, obj: bytes, context: Any, path: Any) -> uuid.UUID:
-        return uuid.UUID(bytes_le=bytes(obj))
-
-    def _encode(self, obj: uuid.UUID, context: Any, path: Any) -> bytes:
-        return obj.bytes_le
-
-
-Guid = _GuidAdapter(cs.Bytes(16))
+Guid = Scalar(LITTLE, GUID_LE)
 NULL_GUID = uuid.UUID(int=0)
 
 # -- 2.1 Layout: fixed positions inside the 1 MiB header section ----------------------------------
@@ -39,26 +27,26 @@ ALIGNMENT = 1 * MiB  # log, regions, payload and sector bitmap blocks
 
 # -- 2.2.1 File Type Identifier (64 KiB structure; 8-byte signature + 512-byte creator) -----------
 FILE_IDENTIFIER_SIGNATURE = b"vhdxfile"
-FileIdentifier = cs.Struct(
-    "signature" / cs.Bytes(8),
-    "creator" / cs.Bytes(512),  # UTF-16LE, NUL-padded; informational only
+FileIdentifier = Struct(LITTLE,
+    ("signature", Bytes(8)),
+    ("creator", Bytes(512)),  # UTF-16LE, NUL-padded; informational only
 )
 
 # -- 2.2.2 Headers (4 KiB each; CRC-32C over all 4 KiB with the checksum zeroed) -----------------
 HEADER_SIGNATURE = b"head"
 HEADER_SIZE = 4 * KiB
-Header = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "checksum" / cs.Int32ul,
-    "sequence_number" / cs.Int64ul,
-    "file_write_guid" / Guid,
-    "data_write_guid" / Guid,
-    "log_guid" / Guid,
-    "log_version" / cs.Int16ul,
-    "version" / cs.Int16ul,
-    "log_length" / cs.Int32ul,
-    "log_offset" / cs.Int64ul,
-    "reserved" / cs.Bytes(4016),
+Header = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("checksum", U32),
+    ("sequence_number", U64),
+    ("file_write_guid", GUID_LE),
+    ("data_write_guid", GUID_LE),
+    ("log_guid", GUID_LE),
+    ("log_version", U16),
+    ("version", U16),
+    ("log_length", U32),
+    ("log_offset", U64),
+    ("reserved", Bytes(4016)),
 )
 assert Header.sizeof() == HEADER_SIZE
 
@@ -66,17 +54,17 @@ assert Header.sizeof() == HEADER_SIZE
 REGION_TABLE_SIGNATURE = b"regi"
 REGION_TABLE_SIZE = 64 * KiB
 REGION_TABLE_MAX_ENTRIES = 2047
-RegionTableHeader = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "checksum" / cs.Int32ul,
-    "entry_count" / cs.Int32ul,
-    "reserved" / cs.Int32ul,
+RegionTableHeader = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("checksum", U32),
+    ("entry_count", U32),
+    ("reserved", U32),
 )
-RegionTableEntry = cs.Struct(
-    "guid" / Guid,
-    "file_offset" / cs.Int64ul,
-    "length" / cs.Int32ul,
-    "required" / cs.Int32ul,
+RegionTableEntry = Struct(LITTLE,
+    ("guid", GUID_LE),
+    ("file_offset", U64),
+    ("length", U32),
+    ("required", U32),
 )
 BAT_REGION_GUID = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
 METADATA_REGION_GUID = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
@@ -90,41 +78,41 @@ DATA_SECTOR_SIGNATURE = b"data"
 DESCRIPTOR_SIZE = 32
 # 2.3.1.1 Entry Header. The spec's prose gives DescriptorCount 8 bytes, but its layout (and every
 # writer) has a 4-byte count followed by 4 reserved bytes; the header is 64 bytes either way.
-LogEntryHeader = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "checksum" / cs.Int32ul,
-    "entry_length" / cs.Int32ul,
-    "tail" / cs.Int32ul,
-    "sequence_number" / cs.Int64ul,
-    "descriptor_count" / cs.Int32ul,
-    "reserved" / cs.Int32ul,
-    "log_guid" / Guid,
-    "flushed_file_offset" / cs.Int64ul,
-    "last_file_offset" / cs.Int64ul,
+LogEntryHeader = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("checksum", U32),
+    ("entry_length", U32),
+    ("tail", U32),
+    ("sequence_number", U64),
+    ("descriptor_count", U32),
+    ("reserved", U32),
+    ("log_guid", GUID_LE),
+    ("flushed_file_offset", U64),
+    ("last_file_offset", U64),
 )
 assert LogEntryHeader.sizeof() == 64
 # 2.3.1.2 Zero Descriptor
-ZeroDescriptor = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "reserved" / cs.Int32ul,
-    "zero_length" / cs.Int64ul,
-    "file_offset" / cs.Int64ul,
-    "sequence_number" / cs.Int64ul,
+ZeroDescriptor = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("reserved", U32),
+    ("zero_length", U64),
+    ("file_offset", U64),
+    ("sequence_number", U64),
 )
 # 2.3.1.3 Data Descriptor: the first 8 and last 4 bytes of the 4 KiB update live here.
-DataDescriptor = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "trailing_bytes" / cs.Bytes(4),
-    "leading_bytes" / cs.Bytes(8),
-    "file_offset" / cs.Int64ul,
-    "sequence_number" / cs.Int64ul,
+DataDescriptor = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("trailing_bytes", Bytes(4)),
+    ("leading_bytes", Bytes(8)),
+    ("file_offset", U64),
+    ("sequence_number", U64),
 )
 # 2.3.1.4 Data Sector: bytes 8..4091 of the update between the split sequence number.
-DataSector = cs.Struct(
-    "signature" / cs.Bytes(4),
-    "sequence_high" / cs.Int32ul,
-    "data" / cs.Bytes(4084),
-    "sequence_low" / cs.Int32ul,
+DataSector = Struct(LITTLE,
+    ("signature", Bytes(4)),
+    ("sequence_high", U32),
+    ("data", Bytes(4084)),
+    ("sequence_low", U32),
 )
 assert ZeroDescriptor.sizeof() == DataDescriptor.sizeof() == DESCRIPTOR_SIZE
 assert DataSector.sizeof() == LOG_SECTOR_SIZE
@@ -164,18 +152,18 @@ METADATA_TABLE_SIGNATURE = b"metadata"
 METADATA_TABLE_SIZE = 64 * KiB
 METADATA_TABLE_MAX_ENTRIES = 2047
 METADATA_ITEM_MAX_LENGTH = 1 * MiB
-MetadataTableHeader = cs.Struct(
-    "signature" / cs.Bytes(8),
-    "reserved" / cs.Int16ul,
-    "entry_count" / cs.Int16ul,
-    "reserved2" / cs.Bytes(20),
+MetadataTableHeader = Struct(LITTLE,
+    ("signature", Bytes(8)),
+    ("reserved", U16),
+    ("entry_count", U16),
+    ("reserved2", Bytes(20)),
 )
-MetadataTableEntry = cs.Struct(
-    "item_id" / Guid,
-    "offset" / cs.Int32ul,
-    "length" / cs.Int32ul,
-    "flags" / cs.Int32ul,  # bit 0 IsUser, bit 1 IsVirtualDisk, bit 2 IsRequired
-    "reserved2" / cs.Int32ul,
+MetadataTableEntry = Struct(LITTLE,
+    ("item_id", GUID_LE),
+    ("offset", U32),
+    ("length", U32),
+    ("flags", U32),  # bit 0 IsUser, bit 1 IsVirtualDisk, bit 2 IsRequired
+    ("reserved2", U32),
 )
 METADATA_FLAG_IS_USER = 0x1
 METADATA_FLAG_IS_VIRTUAL_DISK = 0x2
@@ -198,33 +186,33 @@ KNOWN_METADATA_ITEMS = {
 }
 
 # 2.6.2.1 File Parameters
-FileParameters = cs.Struct(
-    "block_size" / cs.Int32ul,
-    "flags" / cs.Int32ul,  # bit 0 LeaveBlockAllocated, bit 1 HasParent
+FileParameters = Struct(LITTLE,
+    ("block_size", U32),
+    ("flags", U32),  # bit 0 LeaveBlockAllocated, bit 1 HasParent
 )
 FILE_PARAMETERS_LEAVE_BLOCK_ALLOCATED = 0x1
 FILE_PARAMETERS_HAS_PARENT = 0x2
 MIN_BLOCK_SIZE = 1 * MiB
 MAX_BLOCK_SIZE = 256 * MiB
 # 2.6.2.2 - 2.6.2.5
-VirtualDiskSize = cs.Int64ul
-VirtualDiskId = Guid
-LogicalSectorSize = cs.Int32ul
-PhysicalSectorSize = cs.Int32ul
+VirtualDiskSize = Scalar(LITTLE, U64)
+VirtualDiskId = Scalar(LITTLE, GUID_LE)
+LogicalSectorSize = Scalar(LITTLE, U32)
+PhysicalSectorSize = Scalar(LITTLE, U32)
 MAX_VIRTUAL_DISK_SIZE = 64 * TiB
 VALID_SECTOR_SIZES = (512, 4096)
 
 # 2.6.2.6 Parent Locator
-ParentLocatorHeader = cs.Struct(
-    "locator_type" / Guid,
-    "reserved" / cs.Int16ul,
-    "key_value_count" / cs.Int16ul,
+ParentLocatorHeader = Struct(LITTLE,
+    ("locator_type", GUID_LE),
+    ("reserved", U16),
+    ("key_value_count", U16),
 )
-ParentLocatorEntry = cs.Struct(
-    "key_offset" / cs.Int32ul,
-    "value_offset" / cs.Int32ul,
-    "key_length" / cs.Int16ul,
-    "value_length" / cs.Int16ul,
+ParentLocatorEntry = Struct(LITTLE,
+    ("key_offset", U32),
+    ("value_offset", U32),
+    ("key_length", U16),
+    ("value_length", U16),
 )
 VHDX_PARENT_LOCATOR_TYPE = uuid.UUID("B04AEFB7-D19E-4A81-B789-25B8E9445913")
 # 2.6.2.6.3: the order a reader tries the path keys in
