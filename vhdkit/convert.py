@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from .copy import CopyStats, copy_disk
-from .copy.engine import ProgressCallback
+from .copy.engine import DEFAULT_CHUNK, ProgressCallback
 from .create import create, open_unpublished, plan_image, publish, refuse_existing, write_temporary
 from .open import open as open_image
 from .storage import is_url
@@ -41,7 +41,7 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, f
             type: str = "dynamic", block_size: int | None = None, overwrite: bool = False,  # noqa: A002
             azure: bool = False, round_up: bool = False, verify: bool = False, sync: bool = True,
             progress: ProgressCallback | None = None, tolerate_checksum: bool = False,
-            chunk_size: int = 4 << 20) -> CopyStats:
+            chunk_size: int = DEFAULT_CHUNK) -> CopyStats:
     """Copy ``source`` into a new image ``target``; returns what the copy did.
 
     A local target is built under a temporary name and given its name only when complete (and,
