@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import median, table, timed
+from _common import installed_vhdkit, median, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,10 +34,10 @@ def main() -> int:
         return 1
     import vhdkit
 
-    vhdkit_exe = shutil.which("vhdkit") or str(Path(sys.executable).parent / "vhdkit")
     rows = []
     with tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
+        vhdkit_exe = installed_vhdkit(work)
         for size in ("16G", "60G"):
             for kind in ("dynamic", "fixed"):
                 ours, theirs, inproc = [], [], []
@@ -56,8 +56,9 @@ def main() -> int:
                 q, v, i = median(theirs), median(ours), median(inproc)
                 rows.append((f"{size} {kind}", f"{q * 1000:.1f}", f"{v * 1000:.1f}", f"{v / q:.1f}",
                              f"{i * 1000:.1f}", f"{i / q:.2f}"))
-        startup = median([timed([sys.executable, "-c", "import vhdkit_cli.main"]) for _ in range(args.runs)])
-        bare = median([timed([sys.executable, "-c", "pass"]) for _ in range(args.runs)])
+        python = str(Path(vhdkit_exe).parent / "python")  # the installed copy's interpreter
+        startup = median([timed([python, "-c", "import vhdkit_cli.main"]) for _ in range(args.runs)])
+        bare = median([timed([python, "-c", "pass"]) for _ in range(args.runs)])
         qemu_floor = median([float(r[1]) for r in rows]) / 1000
     print(f"create time, median of {args.runs} runs (ms); ratio = vhdkit / qemu-img (goal <= 2.0)")
     print(table(rows, ("case", "qemu-img", "vhdkit cmd", "ratio", "vhdkit.create()", "ratio")))
