@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import io
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ParentNotFoundError, ReadOnlyError
@@ -64,8 +63,7 @@ def merge_extents(extents: Iterator[Extent]) -> Iterator[Extent]:
         yield pending
 
 
-@dataclass
-class DiskInfo:
+class DiskInfo(NamedTuple):
     """What ``vhdkit info`` shows; ``details`` holds format-specific fields (JSON-friendly)."""
 
     path: str
@@ -85,7 +83,7 @@ class DiskInfo:
     details: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return self._asdict()
 
 
 class VirtualDisk(io.RawIOBase):

@@ -46,7 +46,7 @@ def test_a_damaged_head_entry_falls_back_to_the_previous_complete_sequence(sampl
         # Now the newest valid sequence ends at 0x5000, whose tail is 0x1000: three entries.
         assert (disk.log_replay.tail_position, disk.log_replay.head_position) == (0x1000, 0x5000)
         assert disk.log_replay.entries == 3
-        assert disk.log_replay.written_ranges == [(0x300000, 4096)] * 3
+        assert disk.log_replay.written_ranges == ((0x300000, 4096),) * 3
 
 
 def test_no_valid_entry_while_the_header_has_a_log_guid_is_corrupt(sample):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..disk import ExtentState, VirtualDisk
@@ -31,17 +30,22 @@ class CopyVerificationError(MigrationError):
     """The verify pass found the target differing from the source."""
 
 
-@dataclass
 class CopyStats:
-    size: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    bytes_skipped: int = 0  # not read (not there) or read and found all zeros
-    seconds: float = 0.0
-    verified: bool | None = None
+    """Counters of one copy (bytes of the source; ``bytes_skipped``: not there, or all zeros)."""
+
+    FIELDS = ("size", "bytes_read", "bytes_written", "bytes_skipped", "seconds", "verified")
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size
+        self.bytes_read = self.bytes_written = self.bytes_skipped = 0
+        self.seconds = 0.0
+        self.verified: bool | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __repr__(self) -> str:
+        return f"CopyStats({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
 
 
 def plan_chunks(disk: VirtualDisk, chunk_size: int) -> Iterator[tuple[int, int, bool]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..storage import Store
 from ..units import align_up
@@ -23,8 +23,7 @@ from . import layout as L
 DISK_TYPES = ("dynamic", "fixed", "differencing")
 
 
-@dataclass(frozen=True)
-class VhdParentLink:
+class VhdParentLink(NamedTuple):
     unique_id: bytes  # the parent footer's UniqueId, raw
     name: str  # the parent's file name, for the header (UTF-16BE there)
     relative_path: str  # W2ru, Windows style: ".\\base.vhd"

@@ -16,8 +16,7 @@ import sys
 import threading
 import uuid
 from array import array
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
@@ -30,8 +29,7 @@ from . import layout as L
 ParentResolver = Callable[["VhdDisk"], VirtualDisk]
 
 
-@dataclass
-class ParsedFooter:
+class ParsedFooter(NamedTuple):
     fields: Record
     offset: int
     checksum_ok: bool

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import CorruptImageError
 from ..storage import Store
@@ -19,8 +19,7 @@ from ..units import MiB, ceil_div
 from . import layout as L
 
 
-@dataclass(frozen=True)
-class BatGeometry:
+class BatGeometry(NamedTuple):
     """The numbers of 2.4/2.5 for one disk."""
 
     virtual_size: int

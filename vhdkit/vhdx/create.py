@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from array import array
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..storage import Store
 from ..units import MiB, align_up, is_power_of_two
@@ -34,8 +34,7 @@ DEFAULT_DIFFERENCING_BLOCK_SIZE = 2 * MiB  # Hyper-V's default for differencing 
 DISK_TYPES = ("dynamic", "fixed", "differencing")
 
 
-@dataclass(frozen=True)
-class ParentLink:
+class ParentLink(NamedTuple):
     """What a differencing disk records of its parent (2.6.2.6.3)."""
 
     data_write_guid: uuid.UUID

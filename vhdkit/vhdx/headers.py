@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
 from ..storage import Store
@@ -27,8 +27,7 @@ def read_creator(store: Store) -> str:
     return text.split("\0", 1)[0]
 
 
-@dataclass(frozen=True)
-class VhdxHeader:
+class VhdxHeader(NamedTuple):
     slot: int  # 1 or 2
     sequence_number: int
     file_write_guid: uuid.UUID
@@ -38,7 +37,7 @@ class VhdxHeader:
     version: int
     log_length: int
     log_offset: int
-    raw: bytes = field(repr=False)
+    raw: bytes
 
     @property
     def offset(self) -> int:
@@ -58,6 +57,10 @@ class VhdxHeader:
             log_length=self.log_length, log_offset=self.log_offset, reserved=reserved,
         ))
         return with_checksum(data)
+
+    def __repr__(self) -> str:  # without the raw bytes
+        fields = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self) if k != "raw")
+        return f"{type(self).__name__}({fields})"
 
 
 def parse_header(raw: bytes, slot: int) -> VhdxHeader:
@@ -80,8 +83,7 @@ def parse_header(raw: bytes, slot: int) -> VhdxHeader:
     )
 
 
-@dataclass(frozen=True)
-class HeaderSelection:
+class HeaderSelection(NamedTuple):
     current: VhdxHeader
     headers: tuple[VhdxHeader | None, VhdxHeader | None]
     errors: tuple[CorruptImageError | None, CorruptImageError | None]
@@ -155,9 +157,9 @@ def write_updated_header(store: Store, current: VhdxHeader, **changes: object) -
     header = current
     for _ in range(2):
         slot = 2 if header.slot == 1 else 1
-        new = replace(header, slot=slot, sequence_number=header.sequence_number + 1, **changes)  # type: ignore[arg-type]
+        new = header._replace(slot=slot, sequence_number=header.sequence_number + 1, **changes)
         raw = new.build()
-        new = replace(new, raw=raw)
+        new = new._replace(raw=raw)
         store.pwrite(new.offset, raw)
         store.flush()
         header = new

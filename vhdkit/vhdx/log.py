@@ -12,8 +12,7 @@ or an OverlayStore for a read-only open, which leaves the file untouched.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..errors import CorruptImageError
 from ..storage import Store
@@ -30,8 +29,7 @@ MAX_FILE_OFFSET = 1 << 47
 SCAN_BUDGET_PASSES = 16
 
 
-@dataclass(frozen=True)
-class LogDescriptor:
+class LogDescriptor(NamedTuple):
     """One update: a 4 KiB data sector or a run of zeros.
 
     ``data`` holds the full 4 KiB sector only for entries read for replay; the scan for the
@@ -44,8 +42,7 @@ class LogDescriptor:
     data: bytes | None = None
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     position: int  # offset of the entry inside the log
     entry_length: int
     tail: int
@@ -55,9 +52,9 @@ class LogEntry:
     descriptors: tuple[LogDescriptor, ...]
 
 
-@dataclass
 class LogSequence:
-    entries: list[LogEntry]
+    def __init__(self, entries: list[LogEntry]) -> None:
+        self.entries = entries
 
     @property
     def head(self) -> LogEntry:
@@ -68,8 +65,7 @@ class LogSequence:
         return self.entries[0]
 
 
-@dataclass
-class LogReplay:
+class LogReplay(NamedTuple):
     """What a replay did, for ``vhdkit info`` and for tests."""
 
     state: str  # "empty", "replayed" (on disk) or "replayed_in_memory"
@@ -79,7 +75,7 @@ class LogReplay:
     head_position: int | None = None
     first_sequence: int | None = None
     last_sequence: int | None = None
-    written_ranges: list[tuple[int, int]] = field(default_factory=list)
+    written_ranges: tuple[tuple[int, int], ...] = ()
 
 
 def _descriptor_sectors(count: int) -> int:
@@ -299,7 +295,7 @@ def describe(sequence: LogSequence, state: str, written: list[tuple[int, int]]) 
         head_position=sequence.head.position,
         first_sequence=sequence.tail.sequence_number,
         last_sequence=sequence.head.sequence_number,
-        written_ranges=written,
+        written_ranges=tuple(written),
     )
 
 

@@ -7,7 +7,7 @@ parameters, size, id, logical, physical), so nothing here depends on order.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
 from ..storage import Store
@@ -17,8 +17,7 @@ from .checksum import parse
 from .regions import Region
 
 
-@dataclass(frozen=True)
-class MetadataEntry:
+class MetadataEntry(NamedTuple):
     item_id: uuid.UUID
     offset: int  # relative to the region
     length: int
@@ -31,8 +30,7 @@ class MetadataEntry:
         return L.KNOWN_METADATA_ITEMS.get(self.item_id, str(self.item_id))
 
 
-@dataclass(frozen=True)
-class ParentLocator:
+class ParentLocator(NamedTuple):
     """The VHDX parent locator (2.6.2.6.3): key/value pairs, UTF-16LE on disk."""
 
     locator_type: uuid.UUID
@@ -51,19 +49,19 @@ class ParentLocator:
         return [(k, self.entries[k]) for k in L.PARENT_PATH_KEYS if self.entries.get(k)]
 
 
-@dataclass
 class Metadata:
-    region: Region
-    entries: list[MetadataEntry]
-    block_size: int
-    leave_block_allocated: bool
-    has_parent: bool
-    virtual_disk_size: int
-    virtual_disk_id: uuid.UUID
-    logical_sector_size: int
-    physical_sector_size: int
-    parent_locator: ParentLocator | None
-    unknown_items: list[MetadataEntry] = field(default_factory=list)
+    """The metadata region as read (2.6); ``virtual_disk_id`` changes when a writer sets it."""
+
+    def __init__(self, region: Region, entries: list[MetadataEntry], block_size: int, leave_block_allocated: bool,
+                 has_parent: bool, virtual_disk_size: int, virtual_disk_id: uuid.UUID, logical_sector_size: int,
+                 physical_sector_size: int, parent_locator: ParentLocator | None,
+                 unknown_items: list[MetadataEntry] | None = None) -> None:
+        self.region, self.entries = region, entries
+        self.block_size, self.leave_block_allocated, self.has_parent = block_size, leave_block_allocated, has_parent
+        self.virtual_disk_size, self.virtual_disk_id = virtual_disk_size, virtual_disk_id
+        self.logical_sector_size, self.physical_sector_size = logical_sector_size, physical_sector_size
+        self.parent_locator = parent_locator
+        self.unknown_items = unknown_items if unknown_items is not None else []
 
 
 def read_metadata(store: Store, region: Region) -> Metadata:

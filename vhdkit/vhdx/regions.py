@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
 from ..storage import Store
@@ -13,8 +13,7 @@ from .checksum import crc32c_with_zeroed_field, parse, stored_checksum
 KNOWN_REGIONS = {L.BAT_REGION_GUID: "BAT", L.METADATA_REGION_GUID: "metadata"}
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     guid: uuid.UUID
     file_offset: int
     length: int
@@ -29,11 +28,10 @@ class Region:
         return self.file_offset + self.length
 
 
-@dataclass(frozen=True)
-class RegionTable:
+class RegionTable(NamedTuple):
     copy: int  # 1 or 2
     regions: tuple[Region, ...]
-    raw: bytes = field(repr=False)
+    raw: bytes
 
     def find(self, guid: uuid.UUID) -> Region:
         for region in self.regions:
@@ -42,6 +40,10 @@ class RegionTable:
         raise CorruptImageError(f"the {KNOWN_REGIONS.get(guid, guid)} region is missing",
                                 structure=f"region table {self.copy}",
                                 offset=L.REGION_TABLE_OFFSETS[self.copy - 1])
+
+    def __repr__(self) -> str:  # without the raw bytes
+        fields = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self) if k != "raw")
+        return f"{type(self).__name__}({fields})"
 
 
 def parse_region_table(raw: bytes, copy: int) -> RegionTable:
@@ -101,8 +103,7 @@ def _check_no_overlap(regions: list[Region], name: str, offset: int) -> None:
                                     offset=offset)
 
 
-@dataclass(frozen=True)
-class RegionTableSelection:
+class RegionTableSelection(NamedTuple):
     current: RegionTable
     tables: tuple[RegionTable | None, RegionTable | None]
     errors: tuple[Exception | None, Exception | None]

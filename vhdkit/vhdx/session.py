@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..storage import Store
@@ -31,12 +30,12 @@ if TYPE_CHECKING:
 BAT_ENTRIES_PER_SECTOR = L.LOG_SECTOR_SIZE // L.BAT_ENTRY_SIZE
 
 
-@dataclass
 class Transaction:
-    bat_sectors: set[int] = field(default_factory=set)  # sector index inside the BAT region
-    bitmaps: dict[int, bytearray] = field(default_factory=dict)  # chunk -> its whole 1 MiB bitmap
-    bitmap_sectors: set[tuple[int, int]] = field(default_factory=set)  # (chunk, sector in its block)
-    sectors: dict[int, bytes] = field(default_factory=dict)  # any other 4 KiB metadata sector
+    def __init__(self) -> None:
+        self.bat_sectors: set[int] = set()  # sector index inside the BAT region
+        self.bitmaps: dict[int, bytearray] = {}  # chunk -> its whole 1 MiB bitmap
+        self.bitmap_sectors: set[tuple[int, int]] = set()  # (chunk, sector in its block)
+        self.sectors: dict[int, bytes] = {}  # any other 4 KiB metadata sector
 
     def __bool__(self) -> bool:
         return bool(self.bat_sectors or self.bitmap_sectors or self.sectors)
