@@ -12,7 +12,6 @@ import os
 import posixpath
 import uuid
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from .disk import RawDisk, VirtualDisk
 from .errors import ImageExistsError, UnsupportedFeatureError
@@ -219,6 +218,8 @@ def _creator() -> str:
 
 
 def _local_path(target: str | os.PathLike[str]) -> str:
+    from urllib.parse import urlsplit
+
     text = os.fspath(target)
     return urlsplit(text).path if text.startswith("file://") else text
 
@@ -241,6 +242,8 @@ def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], optio
 
 def _parent_paths(child: str | os.PathLike[str], parent: str | os.PathLike[str]) -> tuple[str, str | None]:
     """(relative path in Windows form, absolute path) by which the child will find its parent."""
+    from urllib.parse import urlsplit
+
     child_text, parent_text = os.fspath(child), os.fspath(parent)
     if is_url(child_text) or is_url(parent_text):
         relative = posixpath.relpath(urlsplit(parent_text).path, posixpath.dirname(urlsplit(child_text).path))

@@ -13,7 +13,6 @@ import ntpath
 import os
 import posixpath
 from typing import Iterable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from .disk import RawDisk, VirtualDisk
 from .errors import (
@@ -183,6 +182,8 @@ def candidate_paths(child: str, key: str, value: str) -> Iterable[str]:
     text = value.replace("\\", "/")
     if key == "relative_path":
         if is_url(child):
+            from urllib.parse import urlsplit, urlunsplit
+
             parts = urlsplit(child)
             path = posixpath.normpath(posixpath.join(posixpath.dirname(parts.path), text))
             yield urlunsplit(parts._replace(path=path))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vhdkit.errors import ImageNotFoundError, ReadOnlyError, StorageError
-from vhdkit.storage import FsspecStore, LocalStore, OverlayStore, open_store
+from vhdkit.storage import FsspecStore, LocalStore, OverlayStore, is_url, open_store
 
 
 def test_local_store_positional_io(tmp_path):
@@ -142,3 +142,17 @@ def test_writeback_hint_keeps_the_data(tmp_path):
         s.pwrite(4 << 20, b"b" * 4096)
         s.writeback_hint()
         assert s.pread(4 << 20, 4096) == b"b" * 4096
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("memory://disk.vhdx", True), ("file:///var/disk.vhdx", True), ("smb://user@host/share/d.vhdx", True),
+    ("s3+http://b/k", True), ("/var/lib/disk.vhdx", False), ("C:\\VMs\\disk.vhdx", False),
+    ("c://x", False),  # one letter: a Windows drive written with slashes, not a scheme
+    ("dir/sub://x", False), ("1http://x", False), ("x://", False), ("ab:/c", False),
+])
+def test_what_counts_as_a_url(target, expected):
+    from urllib.parse import urlparse
+
+    assert is_url(target) is expected
+    if expected:  # agrees with the standard library where it says "URL"
+        assert urlparse(target).scheme == target.split("://")[0]
