@@ -18,8 +18,8 @@ from .create import _size
 from .progress import ProgressBar
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("convert", help="convert an image to another format or type", description=__doc__,
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("convert", help=help, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source")
     p.add_argument("target")

@@ -24,8 +24,8 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("create", help="create a new disk image", description=__doc__,
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("create", help=help, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="the file to create (or an fsspec URL)")
     how = p.add_mutually_exclusive_group()

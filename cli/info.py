@@ -12,8 +12,8 @@ from vhdkit.open import FORMATS
 from vhdkit.units import format_size
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("info", help="show what a disk image is", description=__doc__)
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("info", help=help, description=__doc__)
     p.add_argument("image", help="path or URL (file://, memory://, any fsspec URL)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--format", choices=FORMATS, help="do not detect the format")

@@ -1,20 +1,30 @@
-"""Entry point: ``vhdkit COMMAND ...``. Each command module registers its own subparser."""
+"""Entry point: ``vhdkit COMMAND ...``. Each command module registers its own subparser.
+
+Only the command being run is imported and given its full parser; the others appear in the
+command list with their one-line help. Start-up is most of a small command's time, and it
+should not grow with every command added.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
 
 import vhdkit
 from vhdkit.errors import VhdkitError
 
-from . import convert, create, info
+#: command -> (one-line help, module in this package that registers and runs it)
+COMMANDS = {
+    "info": ("show what a disk image is", "info"),
+    "create": ("create a new disk image", "create"),
+    "convert": ("convert an image to another format or type", "convert"),
+}
 
-COMMANDS = (info, create, convert)
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it names is registered in full (None: all)."""
     parser = argparse.ArgumentParser(
         prog="vhdkit",
         description="Work with VHD and VHDX virtual disks: inspect, read, check, convert.",
@@ -22,13 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vhdkit {vhdkit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in COMMANDS:
-        command.register(sub)
+    wanted = _command_in(argv) if argv is not None else None
+    for name, (help_text, module_name) in COMMANDS.items():
+        if wanted is None or name == wanted:
+            importlib.import_module(f"{__package__}.{module_name}").register(sub, help_text)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word, if argv has one of ours (the top-level options take no values)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

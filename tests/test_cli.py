@@ -80,6 +80,19 @@ def test_version_and_help():
     assert r.returncode == 0 and "--json" in r.stdout
 
 
+def test_every_command_is_listed_and_has_its_own_help():
+    from vhdkit_cli.main import COMMANDS
+
+    listing = vhdkit_cmd("--help")
+    assert listing.returncode == 0
+    for name, (help_text, _) in COMMANDS.items():
+        assert f"{name}" in listing.stdout and help_text in listing.stdout
+        own = vhdkit_cmd(name, "--help")
+        assert own.returncode == 0 and own.stdout.startswith(f"usage: vhdkit {name} ")
+    wrong = vhdkit_cmd("bogus")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
 def test_info_describes_a_child_whose_parent_is_missing(sample):
     path = sample("dfvfs/fat-differential.vhd")
     r = vhdkit_cmd("info", "--json", str(path))
