@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--size", default="1G")
     ap.add_argument("--fill", type=float, default=0.6)
+    ap.add_argument("--verbose", action="store_true", help="print every run's time")
     args = ap.parse_args()
     for tool in ("qemu-img", "cp"):
         if not shutil.which(tool):
@@ -82,6 +83,9 @@ def main() -> int:
                     out.unlink(missing_ok=True)
                     times[name].append(timed(peers[name](sources[src_fmt], src_fmt, dst_fmt), settle=True))
             out.unlink(missing_ok=True)
+            if args.verbose:
+                for name, ts in times.items():
+                    print(f"{src_fmt} -> {dst_fmt} {name}: {' '.join(f'{t:.3f}' for t in ts)}", file=sys.stderr)
             m = {name: median(ts) for name, ts in times.items()}
             best = {name: min(ts) for name, ts in times.items()}
             rows.append((f"{src_fmt} -> {dst_fmt}", *(f"{m[n]:.3f} ({best[n]:.3f})" for n in peers),
