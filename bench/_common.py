@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -10,30 +11,44 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False) -> float:
     """Wall time of one whole process. ``settle``: first (untimed) write back every dirty page, so
-    a run does not pay for the writeback of the run before it, and compact free memory: on this
-    VM a run that must build large page-cache folios from fragmented memory stalls for up to a
-    second, at random, whichever tool it is (measured: 1 run in 3 without, 1 in 16 with)."""
+    a run does not pay for the writeback of the run before it."""
     if settle:
         os.sync()
-        compact_memory()
     start = time.perf_counter()
     subprocess.run(list(cmd), check=True, input=stdin, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
-def compact_memory() -> None:
+_PAGE_REPORTING_DELAY = Path("/sys/module/page_reporting/parameters/min_free_ms")
+
+
+@contextlib.contextmanager
+def hot_freed_memory(delay_ms: int = 10_000) -> Iterator[str]:
+    """Keep memory freed by one run from going back to the VM's host before the next run.
+
+    This VM reports free memory to its host as soon as it is freed (virtio-balloon free page
+    reporting, ``min_free_ms`` 0); a process that then gets those pages back pays a host fault
+    per page. A benchmark that writes 600 MiB then deletes it hands the next run cold pages at
+    random: measured, runs of any tool stalled by 0.3-1.5 s (6x the system time) in about one
+    of three, and medians measured noise. With reporting delayed past a run, no stalls. The
+    setting is restored on exit. Yields a sentence saying what was done, for the report."""
     try:
-        with open("/proc/sys/vm/compact_memory", "w") as f:
-            f.write("1")
-    except OSError:  # not root, or no such knob: runs are just noisier
-        pass
+        old = _PAGE_REPORTING_DELAY.read_text().strip()
+        _PAGE_REPORTING_DELAY.write_text(str(delay_ms))
+    except OSError:
+        yield "free page reporting left as it is (not this VM's kind, or not root): expect noisy runs"
+        return
+    try:
+        yield f"free page reporting delayed to {delay_ms} ms while measuring (restored to {old} ms after)"
+    finally:
+        _PAGE_REPORTING_DELAY.write_text(old)
 
 
 def median(values: Sequence[float]) -> float:

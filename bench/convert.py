@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import installed_vhdkit, median, table, timed
+from _common import hot_freed_memory, installed_vhdkit, median, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +44,8 @@ def main() -> int:
             return 1
     size = parse_size(args.size)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+    with hot_freed_memory() as memory_note, \
+            tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
         vhdkit_exe = installed_vhdkit(work)
         raw = work / "src.raw"
@@ -97,6 +98,7 @@ def main() -> int:
     print(table(rows, ("pair", *peers, "no-sync/qemu", "synced/synced", "no-sync vs cp")))
     print(f"ceiling: cp --sparse=always of the raw image, {cp_time:.3f} s (best {cp_best:.3f} s). "
           "Goals: vhdkit/qemu <= 1.0 and >= 75% of the ceiling's throughput")
+    print(memory_note)
     return 0
 
 

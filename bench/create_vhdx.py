@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import installed_vhdkit, median, table, timed
+from _common import hot_freed_memory, installed_vhdkit, median, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,7 +35,8 @@ def main() -> int:
     import vhdkit
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+    with hot_freed_memory() as memory_note, \
+            tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
         vhdkit_exe = installed_vhdkit(work)
         for size in ("16G", "60G"):
@@ -65,6 +66,7 @@ def main() -> int:
     print(f"python start-up + imports of the vhdkit command alone: {startup * 1000:.1f} ms; "
           f"a bare `python -c pass`: {bare * 1000:.1f} ms = {bare / qemu_floor:.1f}x qemu-img's whole create, "
           "so no Python command can meet a process-time goal of 2x")
+    print(memory_note)
     return 0
 
 

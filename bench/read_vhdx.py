@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import hot_freed_memory
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -79,7 +81,8 @@ def main() -> int:
         print("qemu-img is needed (apt-get install qemu-utils)", file=sys.stderr)
         return 1
     size, block_size = parse_size(args.size), parse_size(args.block_size)
-    with tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+    with hot_freed_memory() as memory_note, \
+            tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
         image = build_image(work, size, args.fill, block_size)
         out = work / "out.raw"
@@ -108,6 +111,7 @@ def main() -> int:
     ratio = statistics.median(times["vhdkit"]) / statistics.median(times["qemu-img→null"])
     print(f"ratio vhdkit / qemu-img→null: {ratio:.2f} (goal <= 1.0); "
           f"python start-up + import vhdkit alone: {startup:.3f} s")
+    print(memory_note)
     return 0
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import median, table, timed
+from _common import hot_freed_memory, median, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,7 +61,8 @@ def main() -> int:
         "random 4 KiB": [(rng.randrange(0, size // 4096) * 4096, 4096) for _ in range(args.random)],
     }
     rows = []
-    with tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+    with hot_freed_memory() as memory_note, \
+            tempfile.TemporaryDirectory(prefix="vhdkit-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
         empty = work / "empty.vhdx"
         vhdkit.create(empty, size).close()
@@ -84,6 +85,7 @@ def main() -> int:
           f"median of {args.runs} runs, MiB/s over whole-process time")
     print(table(rows, ("workload", "bytes", "qemu-io", "vhdkit", "vhdkit/qemu-io")))
     print("goal: sequential vhdkit/qemu-io >= 1.0")
+    print(memory_note)
     return 0
 
 

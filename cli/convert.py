@@ -8,7 +8,6 @@ conversion removes its half-made target; the source is only ever read.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import vhdkit
@@ -53,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
+        import json
+
         print(json.dumps({"source": args.source, "target": args.target, **stats.as_dict()}, indent=2))
     else:
         print(f"{args.target}: {format_size(stats.size)} converted in {stats.seconds:.2f} s; read "

@@ -7,7 +7,6 @@ PowerShell; a bare number is bytes. The size actually used is printed with its u
 from __future__ import annotations
 
 import argparse
-import json
 import uuid
 from typing import Any
 
@@ -61,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     with disk:
         info = disk.info()
     if args.json:
+        import json
+
         print(json.dumps(info.as_dict(), indent=2))
     else:
         print(f"created {info.path}: {info.type} {info.format.upper()} of {format_size(info.virtual_size)} "

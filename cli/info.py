@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import vhdkit
@@ -37,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if parent_problem and info.parent is not None:
         info.parent["problem"] = parent_problem
     if args.json:
+        import json
+
         print(json.dumps(info.as_dict(), indent=2))
     else:
         print(render(info))

@@ -15,7 +15,7 @@ sectors, metadata item sectors) and commits them as one log entry: atomic, durab
 
 from __future__ import annotations
 
-import random
+import os
 import uuid
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,7 @@ class WriteSession:
         if self.log is None:
             log_guid = uuid.uuid4()
             # Windows starts at a random 64-bit sequence number; stay far from wrapping.
-            log = LogWriter(self.store, disk.header, log_guid, first_sequence=random.randrange(1, 1 << 62))
+            log = LogWriter(self.store, disk.header, log_guid, first_sequence=_random_sequence_start())
             log.start()
             changes: dict[str, uuid.UUID] = {"file_write_guid": uuid.uuid4(), "log_guid": log_guid}
             if user_visible:
@@ -127,3 +127,9 @@ class UnpublishedSession(WriteSession):
             self.store.pwrite(offset, data)
         for sector in tx.bat_sectors:
             self.store.pwrite(disk.bat.region_offset + sector * L.LOG_SECTOR_SIZE, disk.bat.sector_bytes(sector))
+
+
+def _random_sequence_start() -> int:
+    """A log's first sequence number: random in [1, 2**62) (any non-zero start is valid, 2.3.1.1;
+    random, as Hyper-V's are, so an old entry never continues a new log's sequence)."""
+    return int.from_bytes(os.urandom(8), "little") % ((1 << 62) - 1) + 1
