@@ -2,7 +2,7 @@
 """Convert time: `vhdkit convert` vs `qemu-img convert`, with `cp --sparse=always` of the raw
 image as the ceiling; whole processes, same run, page cache warm.
 
-    python bench/convert.py [--runs 3] [--size 1G] [--fill 0.6]
+    python bench/convert.py [--runs 11] [--size 1G] [--fill 0.6] [--verbose]
 
 Source: a raw image with random data in --fill of its 8 MiB pieces and holes elsewhere, and the
 same content as a dynamic VHDX and VHD made by qemu-img. Pairs: vhdx->raw, raw->vhdx, vhd->vhdx.
@@ -63,9 +63,10 @@ def main() -> int:
         qfmt = {"raw": "raw", "vhdx": "vhdx", "vhd": "vpc"}
         out = work / "out"
         ceiling = []
-        for _ in range(args.runs):
+        for _ in range(args.runs + 1):  # the first run is a warm-up, dropped below
             out.unlink(missing_ok=True)
             ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)], settle=True))
+        ceiling = ceiling[1:]
         cp_time, cp_best = median(ceiling), min(ceiling)
         peers = {
             "qemu-img": lambda src, sf, df: ["qemu-img", "convert", "-f", qfmt[sf], "-O", qfmt[df], str(src), str(out)],
@@ -77,6 +78,9 @@ def main() -> int:
         for src_fmt, dst_fmt in (("vhdx", "raw"), ("raw", "vhdx"), ("vhd", "vhdx")):
             times: dict[str, list[float]] = {name: [] for name in peers}
             names = list(peers)
+            for name in names:  # untimed: warm the page cache, the interpreter's files, the allocator
+                out.unlink(missing_ok=True)
+                timed(peers[name](sources[src_fmt], src_fmt, dst_fmt), settle=True)
             for run in range(args.runs):
                 # Each round starts with another tool: this VM stalls some runs for ~1 s (the host
                 # takes back freed memory), and a fixed order would pin the stalls on one tool.
