@@ -20,6 +20,7 @@ COMMANDS = {
     "info": ("show what a disk image is", "info"),
     "create": ("create a new disk image", "create"),
     "convert": ("convert an image to another format or type", "convert"),
+    "check": ("validate images: structure, leaks, parents, policies", "check"),
 }
 
 

@@ -22,6 +22,7 @@ from .errors import (
     UnsupportedFeatureError,
     VhdkitError,
 )
+from .check import check
 from .convert import convert
 from .create import BLANK_SIZES, create
 from .open import detect_format, open
@@ -57,6 +58,7 @@ __all__ = [
     "VhdxDisk",
     "VirtualDisk",
     "__version__",
+    "check",
     "convert",
     "create",
     "detect_format",

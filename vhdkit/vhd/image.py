@@ -36,7 +36,7 @@ class ParsedFooter(NamedTuple):
     raw: bytes
 
 
-def _parse_footer(raw: bytes, offset: int) -> ParsedFooter | None:
+def parse_footer(raw: bytes, offset: int) -> ParsedFooter | None:
     if len(raw) < L.FOOTER_SIZE or raw[:8] != L.FOOTER_COOKIE:
         return None
     fields = L.Footer.parse(raw[: L.FOOTER_SIZE])
@@ -86,11 +86,11 @@ class VhdDisk(VirtualDisk):
 
     # -- opening -------------------------------------------------------------------------------
     def _find_footer(self, store: Store, file_size: int, tolerate: bool) -> ParsedFooter:
-        end = _parse_footer(store.pread(file_size - L.FOOTER_SIZE, L.FOOTER_SIZE), file_size - L.FOOTER_SIZE)
+        end = parse_footer(store.pread(file_size - L.FOOTER_SIZE, L.FOOTER_SIZE), file_size - L.FOOTER_SIZE)
         if end is None:  # footers made before 2004 may be 511 bytes long
             short = store.pread(file_size - 511, 511) + b"\0"
-            end = _parse_footer(short, file_size - 511) if file_size >= 511 else None
-        copy = _parse_footer(store.pread(0, L.FOOTER_SIZE), 0)
+            end = parse_footer(short, file_size - 511) if file_size >= 511 else None
+        copy = parse_footer(store.pread(0, L.FOOTER_SIZE), 0)
         for candidate in (end, copy):
             if candidate is not None and candidate.checksum_ok:
                 if candidate is copy and end is not None:

@@ -1,0 +1,64 @@
+"""``vhdkit check IMAGE...``: validate disk images for CI.
+
+Exit codes, as qemu-img check: 0 every image clean, 2 corruption (or a broken --require rule),
+3 leaks only, 1 an image could not be checked. Warnings (damage an image survives) do not change
+the code. Output: one paragraph per image; --json for programs; --junit FILE for CI systems
+(one testcase per image, one failure per error or leak).
+
+Rules (--require, repeatable): format=vhdx|vhd, type=fixed|dynamic|differencing,
+size-multiple=1MiB, max-size=2TiB, block-size=32MiB, logical-sector-size=512, no-parent;
+--azure is format=vhd, type=fixed, size-multiple=1MiB, max-size=1023GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vhdkit.check import Report, check, parse_rules, worst_exit_code
+
+
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("check", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="path or URL of an image")
+    p.add_argument("--require", action="append", default=[], metavar="RULE", help="a rule the images must meet")
+    p.add_argument("--azure", action="store_true", help="the rules Azure sets for uploaded VHDs")
+    p.add_argument("--allowed-parent-dir", action="append", metavar="DIR",
+                   help="parents must lie inside DIR (repeatable); others count as not found")
+    p.add_argument("--no-parent", action="store_true", help="do not look for differencing disks' parents")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    texts = list(args.require) + (["azure"] if args.azure else [])
+    try:
+        rules = parse_rules(texts)
+    except ValueError as e:
+        raise SystemExit(f"vhdkit check: error: {e}") from None
+    reports = [check(image, policy=rules, allowed_parent_dirs=args.allowed_parent_dir,
+                     check_parent=not args.no_parent) for image in args.images]
+    code = worst_exit_code(reports)
+    if args.json:
+        import json
+
+        print(json.dumps({"exit_code": code, "rules": [str(r) for r in rules],
+                          "images": [r.as_dict() for r in reports]}, indent=2))
+    else:
+        print("\n".join(render(r) for r in reports))
+    if args.junit:
+        from .junit import write_junit
+
+        write_junit(args.junit, reports)
+    return code
+
+
+def render(report: Report) -> str:
+    if report.failure is not None:
+        return f"{report.path}: could not be checked: {report.failure}"
+    counts = f"{report.count('error')} errors, {report.count('leak')} leaks, {report.count('warning')} warnings"
+    lines = [f"{report.path}: {report.verdict} ({report.format}; {counts})"]
+    lines += [f"  {finding}" for finding in report.findings]
+    lines += [f"  repaired: {change}" for change in report.repairs]
+    return "\n".join(lines)

@@ -1,0 +1,225 @@
+"""Structural validation of a VHDX file ([MS-VHDX] v6.00), structure by structure.
+
+Each structure is checked on its own, both copies where the format keeps two, so one damaged
+copy is a warning the image survives and not a failure to open. Where the file cannot be read
+further (no valid header, no valid region table, metadata that makes no sense) the check says so
+as an error and stops there. Sizes read from the file are bounded by the file size before use.
+"""
+
+from __future__ import annotations
+
+from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
+from ..storage import Store
+from ..units import MiB, format_size
+from ..vhdx import layout as L
+from ..vhdx.bat import BatGeometry, BlockAllocationTable
+from ..vhdx.headers import read_creator, select_current_header
+from ..vhdx.log import LogReader
+from ..vhdx.metadata import read_metadata
+from ..vhdx.regions import read_region_tables
+from ..storage import OverlayStore
+from .report import ERROR, LEAK, WARNING, Report
+from .space import SpaceMap
+
+_PRESENT = (L.PAYLOAD_BLOCK_FULLY_PRESENT, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT)
+_VALID_PAYLOAD_STATES = (L.PAYLOAD_BLOCK_NOT_PRESENT, L.PAYLOAD_BLOCK_UNDEFINED, L.PAYLOAD_BLOCK_ZERO,
+                         L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095, L.PAYLOAD_BLOCK_FULLY_PRESENT,
+                         L.PAYLOAD_BLOCK_PARTIALLY_PRESENT)
+_VALID_BITMAP_STATES = (L.SB_BLOCK_NOT_PRESENT, L.SB_BLOCK_PRESENT)
+
+
+def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None:
+    """Add ``store``'s findings to ``report``. ``open_parent(child)`` resolves a differencing
+    disk's parent (it raises ParentNotFoundError / ParentMismatchError); None skips that check."""
+    file_size = store.size()
+    try:
+        read_creator(store)
+        selection = select_current_header(store)
+    except VhdkitError as e:
+        _error_from(report, e, "VHDX headers")
+        return
+    for slot, error in zip((1, 2), selection.errors):
+        if error is not None:
+            report.add(WARNING, f"VHDX header {slot}", L.HEADER_OFFSETS[slot - 1],
+                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
+    header = selection.current
+
+    view: Store = store
+    if not header.log_is_empty:
+        view = _check_log(store, header, report)
+        if view is None:
+            return
+
+    try:
+        regions = read_region_tables(view)
+    except VhdkitError as e:
+        _error_from(report, e, "region tables")
+        return
+    for copy, error in zip((1, 2), regions.errors):
+        if error is not None:
+            report.add(WARNING, f"region table {copy}", L.REGION_TABLE_OFFSETS[copy - 1],
+                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
+    t1, t2 = regions.tables
+    if t1 is not None and t2 is not None and t1.raw != t2.raw:
+        report.add(WARNING, "region table 2", L.REGION_TABLE_OFFSETS[1],
+                   "the two region tables differ; readers use the first")
+
+    space = SpaceMap()
+    space.claim(0, L.HEADER_SECTION_SIZE, "header section")
+    if header.log_length:
+        space.claim(header.log_offset, header.log_length, "log")
+        if header.log_offset + header.log_length > file_size:
+            report.add(ERROR, f"VHDX header {header.slot}", header.offset,
+                       f"the log ({format_size(header.log_length)} at {header.log_offset:#x}) runs past the end "
+                       f"of the file ({file_size:#x})")
+    for region in regions.current.regions:
+        space.claim(region.file_offset, region.length, f"{region.name} region")
+        if region.end > file_size:
+            report.add(ERROR, f"{region.name} region", region.file_offset,
+                       f"runs past the end of the file (ends at {region.end:#x}, the file at {file_size:#x})")
+    try:
+        bat_region = regions.current.find(L.BAT_REGION_GUID)
+        metadata = read_metadata(view, regions.current.find(L.METADATA_REGION_GUID))
+        geometry = BatGeometry(metadata.virtual_disk_size, metadata.block_size, metadata.logical_sector_size,
+                               metadata.has_parent)
+        bat = BlockAllocationTable.read(view, geometry, bat_region.file_offset, bat_region.length)
+    except VhdkitError as e:
+        _error_from(report, e, "metadata")
+        return
+
+    _check_bat(bat, geometry, file_size, space, report)
+    _check_space(space, file_size, report)
+    if metadata.has_parent and open_parent is not None:
+        _check_parent(open_parent, report)
+
+
+def _check_log(store: Store, header: object, report: Report) -> Store | None:
+    """A log that is not empty: say whether it can be replayed; return the file as a replay
+    would leave it (in memory), or None if it cannot be read past here."""
+    from ..vhdx.log import replay_sequence
+
+    try:
+        reader = LogReader(store, header)  # type: ignore[arg-type]
+        sequence = reader.find_active_sequence()
+        overlay = OverlayStore(store)
+        replay_sequence(overlay, reader, sequence)
+    except VhdkitError as e:
+        report.add(ERROR, "log", getattr(header, "log_offset", None),
+                   f"the log must be replayed but cannot be ({_reason(e)})")
+        return None
+    report.add(ERROR, "log", getattr(header, "log_offset", None),
+               f"log needs replay: {len(sequence.entries)} entries (sequence {sequence.tail.sequence_number}.."
+               f"{sequence.head.sequence_number}) were written but not applied; readers that ignore the log "
+               "(libvhdi, dissect) see stale data. --repair replays it")
+    return overlay
+
+
+def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int, space: SpaceMap,
+               report: Report) -> None:
+    entries = bat.entries
+    ratio = geometry.chunk_ratio
+    block_size = geometry.block_size
+    base = bat.region_offset
+    partial_chunks: set[int] = set()
+    present_bitmaps: set[int] = set()
+    for index, value in enumerate(entries):
+        if not value:
+            continue  # NOT_PRESENT at offset 0: the common case, nothing to check
+        state = value & L.BAT_STATE_MASK
+        offset = (value >> L.BAT_OFFSET_SHIFT) * MiB
+        is_bitmap = (index + 1) % (ratio + 1) == 0
+        where = base + index * L.BAT_ENTRY_SIZE
+        if is_bitmap:
+            chunk = index // (ratio + 1)
+            name = f"BAT entry {index} (sector bitmap of chunk {chunk})"
+        else:
+            block = index - index // (ratio + 1)
+            name = f"BAT entry {index} (payload block {block})"
+        if value & L.BAT_RESERVED_MASK:
+            report.add(ERROR, name, where, f"reserved bits are set ({value:#018x})")
+        if is_bitmap:
+            if not geometry.has_parent and chunk >= geometry.bitmap_blocks:
+                continue  # slots past the last chunk of a non-differencing disk: unused
+            if state not in _VALID_BITMAP_STATES:
+                report.add(ERROR, name, where, f"state {state} is not a sector bitmap state (0 or 6)")
+                continue
+            if state == L.SB_BLOCK_PRESENT:
+                present_bitmaps.add(chunk)
+                _claim_block(space, report, name, where, offset, MiB, file_size)
+            continue
+        if block >= geometry.data_blocks:
+            continue
+        if state not in _VALID_PAYLOAD_STATES:
+            report.add(ERROR, name, where, f"state {state} is not a payload block state")
+            continue
+        if state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT:
+            if not geometry.has_parent:
+                report.add(ERROR, name, where, "PARTIALLY_PRESENT is only valid in a differencing disk")
+            partial_chunks.add(block // ratio)
+        if state in _PRESENT:
+            _claim_block(space, report, name, where, offset, block_size, file_size)
+        elif offset and offset + block_size <= file_size:
+            # UNMAPPED (and the others) may keep the space they had (2.5.1.1): it is not a leak,
+            # and it is nobody else's either.
+            space.claim(offset, block_size, name, where)
+    for chunk in sorted(partial_chunks - present_bitmaps):
+        index = geometry.bitmap_index(chunk)
+        report.add(ERROR, f"BAT entry {index} (sector bitmap of chunk {chunk})", base + index * L.BAT_ENTRY_SIZE,
+                   "a block of this chunk is PARTIALLY_PRESENT but its sector bitmap block is not present")
+
+
+def _claim_block(space: SpaceMap, report: Report, name: str, where: int, offset: int, length: int,
+                 file_size: int) -> None:
+    if offset < L.HEADER_SECTION_SIZE:
+        report.add(ERROR, name, where, f"points into the header section (offset {offset:#x})")
+        return
+    if offset + length > file_size:
+        report.add(ERROR, name, where, f"points past the end of the file: the block at {offset:#x} ends at "
+                   f"{offset + length:#x}, the file at {file_size:#x} (truncated?)")
+        return
+    space.claim(offset, length, name, where)
+
+
+def _check_space(space: SpaceMap, file_size: int, report: Report) -> None:
+    for first, second in space.overlaps():
+        report.add(ERROR, second.owner, second.owner_offset,
+                   f"its space ({second.start:#x}..{second.end:#x}) overlaps {first.owner} "
+                   f"({first.start:#x}..{first.end:#x})")
+    # Whole MiB runs nothing claims, from the first block on, are leaks; a tail shorter than a MiB
+    # is file rounding. Space between the fixed structures and the first block is layout: qemu-img
+    # leaves 4 MiB there in every VHDX it makes (its payload starts at 8 MiB).
+    blocks = [c.start for c in space.claims if c.owner.startswith("BAT entry")]
+    if not blocks:
+        return
+    for offset, length in space.gaps(min(blocks), file_size):
+        whole = length // MiB * MiB
+        if whole:
+            report.leaked_bytes += whole
+            report.add(LEAK, "file space", offset,
+                       f"{format_size(whole)} at {offset:#x} are allocated in the file but nothing references them")
+
+
+def _check_parent(open_parent: object, report: Report) -> None:
+    try:
+        parent = open_parent()  # type: ignore[operator]
+    except ParentNotFoundError as e:
+        report.add(ERROR, "parent locator", None, str(e))
+    except ParentMismatchError as e:
+        report.add(ERROR, "parent locator", None, f"the parent found is not this disk's parent: {e}")
+    except ImageNotFoundError as e:
+        report.add(ERROR, "parent locator", None, str(e))
+    except VhdkitError as e:
+        report.add(ERROR, "parent", None, f"the parent cannot be used: {e}")
+    else:
+        parent.close()
+
+
+def _error_from(report: Report, error: VhdkitError, structure: str) -> None:
+    if isinstance(error, CorruptImageError):
+        report.add(ERROR, error.structure or structure, error.offset, str(error))
+    else:
+        report.add(ERROR, structure, None, str(error))
+
+
+def _reason(error: BaseException) -> str:
+    return str(error)
