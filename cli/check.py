@@ -26,6 +26,9 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--allowed-parent-dir", action="append", metavar="DIR",
                    help="parents must lie inside DIR (repeatable); others count as not found")
     p.add_argument("--no-parent", action="store_true", help="do not look for differencing disks' parents")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what is safe (replay a log, rewrite a bad copy from the good one, cut leaked space "
+                        "at the end), say what changed, and check again")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     p.set_defaults(run=run)
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"vhdkit check: error: {e}") from None
     reports = [check(image, policy=rules, allowed_parent_dirs=args.allowed_parent_dir,
-                     check_parent=not args.no_parent) for image in args.images]
+                     check_parent=not args.no_parent, repair=args.repair) for image in args.images]
     code = worst_exit_code(reports)
     if args.json:
         import json

@@ -25,10 +25,29 @@ from .report import ERROR, LEAK, WARNING, Finding, Report, worst_exit_code
 
 def check(target: str | os.PathLike[str], *, policy: Sequence[str] | Sequence[Rule] = (),
           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
-          check_parent: bool = True) -> Report:
+          check_parent: bool = True, repair: bool = False) -> Report:
     """Check one image against its format's rules and the ``policy`` rules (strings as on the
-    command line, or Rules); a failure to check at all is in ``report.failure`` (exit code 1)."""
-    rules = _expand(policy)
+    command line, or Rules); a failure to check at all is in ``report.failure`` (exit code 1).
+
+    ``repair``: fix what is safe to fix (see vhdkit.check.repair), then check again; the report
+    is the second check's, with ``repairs`` saying what was changed."""
+    report = _check(target, _expand(policy), allowed_parent_dirs, check_parent)
+    if not repair or report.failure is not None or not report.findings:
+        return report
+    from .repair import repair as run_repairs
+
+    try:
+        done = run_repairs(target, report)
+    except VhdkitError as e:
+        report.failure = f"repair failed, nothing more was changed: {e}"
+        return report
+    after = _check(target, _expand(policy), allowed_parent_dirs, check_parent)
+    after.repairs = done
+    return after
+
+
+def _check(target: str | os.PathLike[str], rules: list[Rule],
+           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool) -> Report:
     report = Report(os.fspath(target))
     start = time.perf_counter()
     try:

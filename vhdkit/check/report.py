@@ -21,6 +21,7 @@ class Finding(NamedTuple):
     structure: str  # as the spec names it: "VHDX header 1", "BAT entry 7", "VHD footer", "policy"
     offset: int | None  # file offset of the structure, when it has one
     message: str  # a sentence a person understands
+    length: int | None = None  # bytes concerned, where that is a number (a leak's extent)
 
     def as_dict(self) -> dict[str, Any]:
         return self._asdict()
@@ -42,8 +43,9 @@ class Report:
         self.leaked_bytes = 0
         self.seconds = 0.0  # how long the check took
 
-    def add(self, severity: str, structure: str, offset: int | None, message: str) -> Finding:
-        finding = Finding(severity, structure, offset, message)
+    def add(self, severity: str, structure: str, offset: int | None, message: str,
+            length: int | None = None) -> Finding:
+        finding = Finding(severity, structure, offset, message, length)
         self.findings.append(finding)
         return finding
 

@@ -64,7 +64,7 @@ def check_vhd(store: Store, report: Report, open_parent: object = None) -> None:
         if slack >= L.SECTOR:
             report.leaked_bytes += slack
             report.add(LEAK, "file space", data_end,
-                       f"{format_size(slack)} between the disk's data and its footer belong to nothing")
+                       f"{format_size(slack)} between the disk's data and its footer belong to nothing", slack)
     else:
         _check_dynamic(disk, store, file_size, space, report)
     if disk.differencing and open_parent is not None and not report.count(ERROR):
@@ -115,7 +115,8 @@ def _check_dynamic(disk: VhdDisk, store: Store, file_size: int, space: SpaceMap,
         if length >= block_bytes:
             report.leaked_bytes += length
             report.add(LEAK, "file space", offset,
-                       f"{format_size(length)} at {offset:#x} are allocated in the file but nothing references them")
+                       f"{format_size(length)} at {offset:#x} are allocated in the file but nothing references them",
+                       length)
 
 
 # notes/formats.md, VHD sizing: qemu up to 9.x takes the size from CHS unless the creator is one of

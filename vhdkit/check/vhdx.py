@@ -26,6 +26,7 @@ _VALID_PAYLOAD_STATES = (L.PAYLOAD_BLOCK_NOT_PRESENT, L.PAYLOAD_BLOCK_UNDEFINED,
                          L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095, L.PAYLOAD_BLOCK_FULLY_PRESENT,
                          L.PAYLOAD_BLOCK_PARTIALLY_PRESENT)
 _VALID_BITMAP_STATES = (L.SB_BLOCK_NOT_PRESENT, L.SB_BLOCK_PRESENT)
+LAYOUT_SLACK_END = 8 * MiB
 
 
 def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None:
@@ -185,18 +186,22 @@ def _check_space(space: SpaceMap, file_size: int, report: Report) -> None:
         report.add(ERROR, second.owner, second.owner_offset,
                    f"its space ({second.start:#x}..{second.end:#x}) overlaps {first.owner} "
                    f"({first.start:#x}..{first.end:#x})")
-    # Whole MiB runs nothing claims, from the first block on, are leaks; a tail shorter than a MiB
-    # is file rounding. Space between the fixed structures and the first block is layout: qemu-img
-    # leaves 4 MiB there in every VHDX it makes (its payload starts at 8 MiB).
+    # Whole MiB runs nothing claims are leaks; a tail shorter than a MiB is file rounding. Before
+    # the first block, space up to 8 MiB is layout: qemu-img starts payload at 8 MiB in every VHDX
+    # it makes, leaving 4 MiB that nothing references.
     blocks = [c.start for c in space.claims if c.owner.startswith("BAT entry")]
-    if not blocks:
-        return
-    for offset, length in space.gaps(min(blocks), file_size):
+    first_block = min(blocks) if blocks else file_size
+    for offset, length in space.gaps(L.HEADER_SECTION_SIZE, file_size):
+        if offset < first_block:
+            end = offset + length
+            offset = max(offset, LAYOUT_SLACK_END)
+            length = end - offset
         whole = length // MiB * MiB
-        if whole:
+        if whole > 0:
             report.leaked_bytes += whole
             report.add(LEAK, "file space", offset,
-                       f"{format_size(whole)} at {offset:#x} are allocated in the file but nothing references them")
+                       f"{format_size(whole)} at {offset:#x} are allocated in the file but nothing references them",
+                       length)
 
 
 def _check_parent(open_parent: object, report: Report) -> None:
