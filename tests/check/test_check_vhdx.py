@@ -169,3 +169,18 @@ def test_a_truncated_file_and_a_non_image(tmp_path, image):
     assert report.exit_code == 2 and any("past the end" in f.message for f in report.findings)
     missing = check(tmp_path / "nothing.vhdx")
     assert (missing.verdict, missing.exit_code) == ("not checked", 1) and "no such file" in missing.failure
+
+
+def test_a_bad_entry_among_a_million_zero_state_entries_is_found(tmp_path):
+    """qemu-img fills a new BAT with ZERO states; the check skips such pages wholesale, and must
+    still see the one entry in them that is wrong."""
+    require_tool("qemu-img")
+    path = tmp_path / "big.vhdx"
+    run("qemu-img", "create", "-q", "-f", "vhdx", path, "64T")
+    assert check(path).findings == []
+    bat = regions(path.read_bytes())[BAT_GUID][0]
+    for index, value, words in ((70001, 4, "not a payload block state"), (123457, 2 | 1 << 10, "reserved bits")):
+        bad = damaged(path, f"entry{index}", bat + 8 * index, struct.pack("<Q", value))
+        report = check(bad)
+        [error] = report.findings
+        assert error.offset == bat + 8 * index and words in error.message

@@ -77,11 +77,11 @@ class BlockAllocationTable:
             raise CorruptImageError("the BAT extends past the end of the file", structure="BAT region",
                                     offset=region_offset, expected=f"end <= {store.size():#x}",
                                     found=region_offset + needed)
-        entries = array("Q")
-        raw = store.pread(region_offset, needed)
-        if len(raw) != needed:
+        # Read straight into the array: one buffer, one copy (a 64 TiB disk's BAT is 16 MiB).
+        entries = array("Q", bytes(L.BAT_ENTRY_SIZE)) * count
+        got = store.preadinto(region_offset, memoryview(entries).cast("B"))
+        if got != needed:
             raise CorruptImageError("the BAT is truncated", structure="BAT region", offset=region_offset)
-        entries.frombytes(raw)
         if sys.byteorder == "big":
             entries.byteswap()
         return cls(geometry, entries, region_offset)
