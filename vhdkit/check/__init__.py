@@ -16,24 +16,28 @@ import time
 from typing import Sequence
 
 from ..errors import VhdkitError
-from ..open import detect_format
+from ..open import detect_format, disk_class
 from ..open import open as open_image
-from ..storage import open_store
+from ..storage import Borrowed, Store, open_store
 from .policy import Rule, apply_rules, parse_rules
 from .report import ERROR, LEAK, WARNING, Finding, Report, worst_exit_code
 
 
-def check(target: str | os.PathLike[str], *, policy: Sequence[str] | Sequence[Rule] = (),
+def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Sequence[Rule] = (),
           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
           check_parent: bool = True, repair: bool = False) -> Report:
     """Check one image against its format's rules and the ``policy`` rules (strings as on the
     command line, or Rules); a failure to check at all is in ``report.failure`` (exit code 1).
 
+    ``target`` is a path, a URL, or an open Store (checked as it is, and left open; a
+    differencing disk's parent is not looked for, having no folder to look in).
     ``repair``: fix what is safe to fix (see vhdkit.check.repair), then check again; the report
-    is the second check's, with ``repairs`` saying what was changed."""
+    is the second check's, with ``repairs`` saying what was changed (paths and URLs only)."""
     report = _check(target, _expand(policy), allowed_parent_dirs, check_parent)
     if not repair or report.failure is not None or not report.findings:
         return report
+    if not isinstance(target, (str, os.PathLike)):
+        raise ValueError("repair needs a path or URL, not an open store")
     from .repair import repair as run_repairs
 
     try:
@@ -46,33 +50,38 @@ def check(target: str | os.PathLike[str], *, policy: Sequence[str] | Sequence[Ru
     return after
 
 
-def _check(target: str | os.PathLike[str], rules: list[Rule],
+def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
            allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool) -> Report:
-    report = Report(os.fspath(target))
+    given = not isinstance(target, (str, os.PathLike))
+    report = Report(target.url if given else os.fspath(target))  # type: ignore[union-attr]
     start = time.perf_counter()
     try:
-        store = open_store(target)
+        store = target if given else open_store(target)  # type: ignore[arg-type]
     except VhdkitError as e:
         report.failure = str(e)
         return report
     try:
-        fmt = detect_format(store)
+        fmt = detect_format(store)  # type: ignore[arg-type]
         report.format = fmt
-        open_parent = (lambda: open_image(target, allowed_parent_dirs=allowed_parent_dirs)) if check_parent else None
+        open_parent = None
+        if check_parent and not given:
+            open_parent = lambda: open_image(target, allowed_parent_dirs=allowed_parent_dirs)  # noqa: E731
         if fmt == "vhdx":
             from .vhdx import check_vhdx
 
-            check_vhdx(store, report, open_parent)
+            check_vhdx(store, report, open_parent)  # type: ignore[arg-type]
         elif fmt == "vhd":
             from .vhd import check_vhd
 
-            check_vhd(store, report, open_parent)
-        if rules:
-            apply_rules(rules, _facts(target, fmt, report), report)
+            check_vhd(store, report, open_parent)  # type: ignore[arg-type]
+        facts = _facts(store, fmt, report) if rules else None  # type: ignore[arg-type]
+        if facts is not None:
+            apply_rules(rules, facts, report)
     except VhdkitError as e:  # a structure no check above expected to fail that way
         report.add(ERROR, "image", None, str(e))
     finally:
-        store.close()
+        if not given:
+            store.close()  # type: ignore[union-attr]
         report.seconds = time.perf_counter() - start
     return report
 
@@ -84,16 +93,19 @@ def _expand(policy: Sequence[str] | Sequence[Rule]) -> list[Rule]:
     return out
 
 
-def _facts(target: str | os.PathLike[str], fmt: str, report: Report) -> dict[str, object]:
+def _facts(store: Store, fmt: str, report: Report) -> dict[str, object] | None:
+    """What the rules are about, from the image opened on ``store`` (not closed: it is the caller's)."""
     facts: dict[str, object] = {"format": fmt}
     try:
-        with open_image(target, format=fmt, resolve_parents=False, tolerate_checksum=True) as disk:
-            info = disk.info()
-            facts.update(type=info.type, virtual_size=info.virtual_size, block_size=info.block_size,
-                         logical_sector_size=info.logical_sector_size,
-                         physical_sector_size=info.physical_sector_size)
+        cls = disk_class(fmt)
+        borrowed = Borrowed(store)
+        disk = cls(borrowed, tolerate_checksum=True) if fmt == "vhd" else cls(borrowed)  # type: ignore[call-arg]
+        info = disk.info()
+        facts.update(type=info.type, virtual_size=info.virtual_size, block_size=info.block_size,
+                     logical_sector_size=info.logical_sector_size, physical_sector_size=info.physical_sector_size)
     except VhdkitError as e:
         report.add(ERROR, "policy", None, f"the rules cannot be checked: the image does not open ({e})")
+        return None
     return facts
 
 

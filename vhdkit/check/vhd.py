@@ -10,7 +10,7 @@ another structure. A whole unreferenced block inside the file is a leak.
 from __future__ import annotations
 
 from ..errors import VhdkitError
-from ..storage import Store
+from ..storage import Borrowed, Store
 from ..units import format_size
 from ..vhd import layout as L
 from ..vhd.image import VhdDisk, parse_footer
@@ -22,7 +22,7 @@ from .vhdx import _check_parent, _error_from
 def check_vhd(store: Store, report: Report, open_parent: object = None) -> None:
     file_size = store.size()
     try:
-        disk = VhdDisk(store, tolerate_checksum=True)
+        disk = VhdDisk(Borrowed(store), tolerate_checksum=True)
     except VhdkitError as e:
         _error_from(report, e, "VHD footer")
         return
@@ -69,7 +69,6 @@ def check_vhd(store: Store, report: Report, open_parent: object = None) -> None:
         _check_dynamic(disk, store, file_size, space, report)
     if disk.differencing and open_parent is not None and not report.count(ERROR):
         _check_parent(open_parent, report)
-    disk.close()
 
 
 def _check_dynamic(disk: VhdDisk, store: Store, file_size: int, space: SpaceMap, report: Report) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 
-from .base import BaseStore, Store, read_fully
+from .base import BaseStore, Borrowed, Store, read_fully
 from .fsspec_store import FsspecStore
 from .local import LocalStore
 from .overlay import OverlayStore
 
 __all__ = [
     "BaseStore",
+    "Borrowed",
     "FsspecStore",
     "LocalStore",
     "OverlayStore",

@@ -132,3 +132,19 @@ def read_fully(store: Store, offset: int, buf: memoryview, what: str) -> None:
         raise StorageError(
             f"{store.url}: short read of {what}: {got} of {len(buf)} bytes at offset {offset:#x}"
         )
+
+
+class Borrowed:
+    """A store lent to a disk that must not close it: a VirtualDisk closes its store when it is
+    closed or collected, and the lender keeps using this one."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.url = store.url
+        self.writable = store.writable
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def close(self) -> None:
+        pass
