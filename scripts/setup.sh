@@ -9,6 +9,7 @@ command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v vhdiinfo >/dev/null 2>&1 || missing+=(libvhdi-utils)
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # crcmod's C extension (CRC-32C at C speed)
+PATH="$PATH:/usr/sbin" command -v smbd >/dev/null 2>&1 || missing+=(samba)  # the SMB tests' own loopback server
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
 import os, sysconfig, sys
@@ -17,8 +18,14 @@ PY
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]}"
+    # The samba package must not start a system smbd on port 445: tests start their own on loopback.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   else
     echo "setup: missing ${missing[*]} (run as root on Debian to install them); tests that need them will skip, or fail under CI=true" >&2
   fi

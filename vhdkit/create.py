@@ -225,6 +225,9 @@ def _local_path(target: str | os.PathLike[str]) -> str:
 
 
 def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:
+    if url.startswith("smb://"):
+        _create_on_share(url, overwrite, writer, options)
+        return
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
@@ -256,3 +259,43 @@ def _parent_paths(child: str | os.PathLike[str], parent: str | os.PathLike[str])
     if not relative.startswith(".."):
         relative = ntpath.join(".", relative)  # Windows writes ".\\base.vhdx" for the same folder
     return relative, absolute
+
+
+def _create_on_share(url: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:
+    """As on a local disk: written and flushed under a temporary name, then renamed into place
+    (SMB rename refuses an existing name, so a file that appeared meanwhile is not replaced)."""
+    import smbclient
+
+    from .storage.smb import SmbLocation, SmbStore
+
+    final = SmbLocation(url)
+    # no leading dot: Samba would mark the file hidden, and the mark survives the rename
+    temp_url = f"{url}.{os.urandom(4).hex()}.vhdkit-tmp"
+    store = SmbStore(temp_url, create=True)
+    temp = store.location
+    try:
+        try:
+            writer(store, **options)
+            store.flush()
+        finally:
+            store.close()
+        if overwrite:
+            smbclient.replace(temp.unc, final.unc, **final.options)
+        else:
+            try:
+                smbclient.rename(temp.unc, final.unc, **final.options)
+            except OSError as e:
+                if e.errno == 17:
+                    raise ImageExistsError(f"{final.url} already exists (use overwrite / --force to replace it)") from None
+                raise
+    except BaseException:
+        try:
+            smbclient.remove(temp.unc, **temp.options)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
+    published = SmbStore(url, writable=True)  # Samba drops the sparse mark on rename
+    try:
+        published.set_sparse()
+    finally:
+        published.close()

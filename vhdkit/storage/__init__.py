@@ -1,7 +1,7 @@
 """Where an image's bytes live: the Store protocol and its backends.
 
-``open_store(target)`` picks the backend: a plain path or ``file://`` URL is a LocalStore; any
-other URL goes to fsspec (``memory://``, ``http://`` ...). SMB shares get their own backend.
+``open_store(target)`` picks the backend: a plain path or ``file://`` URL is a LocalStore;
+``smb://`` is an SmbStore (smbprotocol); any other URL goes to fsspec (``memory://``, ``http://`` ...).
 """
 
 from __future__ import annotations
@@ -46,5 +46,9 @@ def open_store(target: str | os.PathLike[str], *, writable: bool = False, create
         parsed = urlparse(target)
         if parsed.scheme == "file":
             return LocalStore(unquote(parsed.path), writable=writable, create=create)
+        if parsed.scheme == "smb":
+            from .smb import SmbStore
+
+            return SmbStore(target, writable=writable, create=create)
         return FsspecStore(target, writable=writable, create=create)
     return LocalStore(target, writable=writable, create=create)
