@@ -105,3 +105,49 @@ def test_free_space_is_what_the_server_says(smb_env):
     small = smbclient.stat_volume(rf"\\{samba.host}\small", port=samba.port, username=samba.user,
                                   password=samba.password)
     assert small.total_size == 64 * MiB
+
+
+def test_the_server_stopping_mid_write_is_a_storage_error_and_a_retry_after_restart_works(smb_env):
+    samba = smb_env
+    url = samba.url("share1", f"{name()}.vhdx")
+    vhdkit.create(url, GiB, block_size=MiB).close()
+    disk = vhdkit.open(url, "r+")
+    disk.pwrite(0, b"a" * MiB)
+    disk.flush()
+    samba.stop()
+    try:
+        with pytest.raises(StorageError) as caught:
+            disk.pwrite(8 * MiB, b"b" * MiB)
+            disk.flush()
+        assert samba.password not in str(caught.value) and samba.url("share1", "") .split("@")[1] in str(caught.value)
+        try:
+            disk.close()
+        except StorageError:
+            pass  # closing a disk whose server is gone: said, nothing more to do
+    finally:
+        samba.start()
+    with vhdkit.open(url, "r+") as disk:  # the retry, after the restart
+        assert disk.pread(0, MiB) == b"a" * MiB  # what was flushed before the stop is there
+        disk.pwrite(8 * MiB, b"b" * MiB)
+    with vhdkit.open(url) as disk:
+        assert disk.pread(8 * MiB, MiB) == b"b" * MiB
+    assert vhdkit.check(url).verdict == "clean"
+
+
+@pytest.mark.parametrize("direction", ["to the share", "from the share"])
+def test_convert_to_and_from_a_share(smb_env, tmp_path, direction):
+    samba = smb_env
+    local = tmp_path / "local.vhdx"
+    remote = samba.url("share2", f"{name()}.vhd")
+    if direction == "to the share":
+        with vhdkit.create(local, 64 * MiB) as disk:
+            disk.pwrite(3 * MiB, b"payload" * 1000)
+        vhdkit.convert(local, remote)
+        source, target = local, remote
+    else:
+        with vhdkit.create(remote, 64 * MiB, format="vhd") as disk:
+            disk.pwrite(3 * MiB, b"payload" * 1000)
+        vhdkit.convert(remote, local)
+        source, target = remote, local
+    with vhdkit.open(source) as a, vhdkit.open(target) as b:
+        assert a.size == b.size and a.pread(0, 8 * MiB) == b.pread(0, 8 * MiB)
