@@ -15,7 +15,9 @@ STATE = Path(os.environ.get("VHDKIT_SMB_STATE", "/tmp/vhdkit-test-smb"))
 
 @pytest.fixture(scope="session")
 def samba():
-    server = Samba(STATE, port=int(os.environ.get("VHDKIT_SMB_PORT", "4445")), sized={"small": "64M"})
+    # hostb (a second Hyper-V host's identity) may use share1 and small, not share2
+    server = Samba(STATE, port=int(os.environ.get("VHDKIT_SMB_PORT", "4445")), sized={"small": "64M"},
+                   other_users={"hostb": "hostb-test-pw"}, only={"share2": ("vhdkit",)})
     try:
         server.start()
     except SambaError as e:

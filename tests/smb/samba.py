@@ -29,12 +29,17 @@ class SambaError(RuntimeError):
 class Samba:
     def __init__(self, state: Path, *, host: str = "127.0.0.1", port: int = 4445, user: str = "vhdkit",
                  password: str = "vhdkit-test-pw", shares: tuple[str, ...] = ("share1", "share2"),
-                 read_only: tuple[str, ...] = ("roshare",), sized: dict[str, str] | None = None) -> None:
+                 read_only: tuple[str, ...] = ("roshare",), sized: dict[str, str] | None = None,
+                 other_users: dict[str, str] | None = None, only: dict[str, tuple[str, ...]] | None = None) -> None:
+        """``other_users``: more SMB users (name -> password); ``only``: share -> the users that may
+        use it (default: every user)."""
         if not host.startswith("127."):
             raise ValueError("the test server listens on loopback only")
         self.state, self.host, self.port = Path(state), host, port
         self.user, self.password = user, password
         self.shares, self.read_only, self.sized = shares, read_only, dict(sized or {})
+        self.other_users = dict(other_users or {})
+        self.only = dict(only or {})
         self.conf = self.state / "smb.conf"
 
     # -- where things are --------------------------------------------------------------------
@@ -62,12 +67,15 @@ class Samba:
         self._layout()
         self._write_conf()
         run = subprocess.run
-        if run(["id", "-u", self.user], capture_output=True).returncode != 0:
-            run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                 "/usr/sbin/nologin", self.user], check=True, capture_output=True)
+        users = {self.user: self.password, **self.other_users}
+        for user in users:
+            if run(["id", "-u", user], capture_output=True).returncode != 0:
+                run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                     "/usr/sbin/nologin", user], check=True, capture_output=True)
         self._chown_shares()
-        run(["smbpasswd", "-c", str(self.conf), "-s", "-a", self.user], input=f"{self.password}\n{self.password}\n",
-            text=True, check=True, capture_output=True)
+        for user, password in users.items():
+            run(["smbpasswd", "-c", str(self.conf), "-s", "-a", user], input=f"{password}\n{password}\n",
+                text=True, check=True, capture_output=True)
         log = open(self.state / "log" / "start.log", "ab")
         try:
             run([f"{SBIN}/smbd", "-D", "-s", str(self.conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -158,10 +166,13 @@ class Samba:
             "unix password sync = no", "load printers = no", "printing = bsd", "printcap name = /dev/null",
             "disable spoolss = yes", "usershare max shares = 0", "dfree cache time = 0",
         ]
+        everyone = (self.user, *self.other_users)
         for share in (*self.shares, *self.sized, *self.read_only):
             lines += ["", f"[{share}]", f"path = {self.share_path(share)}",
-                      f"read only = {'yes' if share in self.read_only else 'no'}", f"valid users = {self.user}",
-                      f"dfree command = {s}/bin/dfree-{share}"]
+                      f"read only = {'yes' if share in self.read_only else 'no'}",
+                      f"valid users = {' '.join(self.only.get(share, everyone))}",
+                      # files the other users make stay usable by everyone the share admits
+                      "force user = " + self.user, f"dfree command = {s}/bin/dfree-{share}"]
         self.conf.write_text("\n".join(lines) + "\n")
 
     def _our_pids(self) -> list[int]:
