@@ -1,5 +1,6 @@
 """Placement of VM files on storage locations (local folders, SMB 3 shares): DESIGN.md §7."""
 
 from .locations import Capacity, Host, Identity, Location, Reach
+from .planner import DiskSpec, Rating, VmSpec, choose, rate
 
-__all__ = ["Capacity", "Host", "Identity", "Location", "Reach"]
+__all__ = ["Capacity", "DiskSpec", "Host", "Identity", "Location", "Rating", "Reach", "VmSpec", "choose", "rate"]

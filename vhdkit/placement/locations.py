@@ -30,7 +30,8 @@ class Identity(NamedTuple):
 
 class Host(NamedTuple):
     name: str
-    identity: Identity | None = None  # None: a host that uses local folders only
+    identity: Identity | None = None  # how it logs in to SMB servers
+    local: bool = False  # it is this machine: it reaches local folders (no other host does)
 
 
 class Capacity(NamedTuple):
@@ -85,9 +86,12 @@ class Location:
     def reach(self, host: Host) -> Reach:
         """Can ``host``, with its own credentials, open (and write to) this location?"""
         if not self.is_smb:
+            if not host.local:
+                return Reach(host.name, False, False, f"{self.where} is a folder on this machine, not shared with "
+                             f"{host.name}")
             ok = os.path.isdir(self.where)
-            return Reach(host.name, ok, ok and os.access(self.where, os.W_OK),
-                         None if ok else f"{self.where} is not a folder here")
+            writable = ok and os.access(self.where, os.W_OK)
+            return Reach(host.name, ok, writable, None if writable else f"{self.where} is not a writable folder here")
         if host.identity is None:
             return Reach(host.name, False, False, f"{host.name} has no SMB identity")
         import smbclient

@@ -1,0 +1,126 @@
+"""Where a VM's files should go, and putting them there (DESIGN.md §7).
+
+A VM is described by what it will store: its configuration, its virtual disks (fixed disks take
+their virtual size; dynamic ones their current size, or their virtual size with
+``reserve_full``), checkpoints (differencing disks beside their parent) and saved state. The
+planner measures every candidate location and keeps those that fit with headroom, that every host
+which must run the VM reaches with write access (both hosts of a live-migratable VM), that speak
+SMB 3.0 or later, and that encrypt when the VM asks for it; it ranks them by the room they keep,
+and says for every location it rejects why. ``place`` lays out Hyper-V's folders on the chosen
+location (``<vm>/Virtual Machines``, ``<vm>/Virtual Hard Disks``, ``<vm>/Snapshots``), creates the
+disks and files, checks them, and removes everything it made if any of it fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+from ..errors import PlacementError, VhdkitError
+from ..units import MiB, format_size, parse_size
+from .locations import Capacity, Host, Location, Reach
+
+CONFIG_BYTES = 1 * MiB  # a .vmcx/.vmrs pair is well under this
+
+
+class DiskSpec(NamedTuple):
+    name: str  # file name, e.g. "os.vhdx"
+    virtual_size: int
+    type: str = "dynamic"
+    current_size: int = 4 * MiB  # what the file holds now (a new dynamic VHDX: ~4 MiB)
+
+
+class VmSpec(NamedTuple):
+    name: str
+    hosts: tuple[str, ...]  # the hosts that must run it (two for a live-migratable VM)
+    disks: tuple[DiskSpec, ...] = ()
+    checkpoints: tuple[tuple[str, int], ...] = ()  # (disk name, bytes the differencing disk holds)
+    saved_state: int = 0
+    require_encryption: bool = False
+    reserve_full: bool = False  # count dynamic disks at their virtual size
+    headroom: float = 0.10  # of the location's total, left free after placing
+
+    def needed(self) -> int:
+        disks = sum(d.virtual_size if d.type == "fixed" or self.reserve_full else d.current_size for d in self.disks)
+        return CONFIG_BYTES + disks + sum(size for _, size in self.checkpoints) + self.saved_state
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VmSpec":
+        """From JSON/TOML: sizes as bytes or "60G"; unknown keys refused (a typo is not ignored)."""
+        known = {"name", "hosts", "disks", "checkpoints", "saved_state", "require_encryption", "reserve_full",
+                 "headroom"}
+        extra = set(data) - known
+        if extra:
+            raise PlacementError(f"unknown VM spec keys: {', '.join(sorted(extra))}")
+        try:
+            disks = tuple(DiskSpec(d["name"], _size(d["virtual_size"]), d.get("type", "dynamic"),
+                                   _size(d.get("current_size", 4 * MiB))) for d in data.get("disks", ()))
+            return cls(str(data["name"]), tuple(data["hosts"]), disks,
+                       tuple((c["disk"], _size(c["size"])) for c in data.get("checkpoints", ())),
+                       _size(data.get("saved_state", 0)), bool(data.get("require_encryption", False)),
+                       bool(data.get("reserve_full", False)), float(data.get("headroom", 0.10)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlacementError(f"bad VM spec: {e!r}") from None
+
+
+class Rating(NamedTuple):
+    location: Location
+    capacity: Capacity | None
+    reaches: tuple[Reach, ...]
+    rejected: tuple[str, ...]  # every reason, in sentences; empty when the location is suitable
+    room_after: int  # free bytes left after placing (negative: does not fit)
+
+    @property
+    def suitable(self) -> bool:
+        return not self.rejected
+
+
+def rate(vm: VmSpec, locations: Sequence[Location], hosts: Sequence[Host]) -> list[Rating]:
+    """Every location rated for ``vm``: suitable ones first, most room left first."""
+    by_name = {h.name: h for h in hosts}
+    missing = [name for name in vm.hosts if name not in by_name]
+    if missing:
+        raise PlacementError(f"the VM must run on hosts nobody described: {', '.join(missing)}")
+    needed = vm.needed()
+    ratings = []
+    for location in locations:
+        reasons: list[str] = []
+        try:
+            capacity: Capacity | None = location.measure()
+        except VhdkitError as e:
+            capacity = None
+            reasons.append(f"cannot be measured: {e}")
+        room = -1
+        if capacity is not None:
+            headroom = int(capacity.total * vm.headroom)
+            room = capacity.free - needed
+            if room < headroom:
+                reasons.append(f"too small: the VM needs {format_size(needed)} and {format_size(headroom)} must stay "
+                               f"free, {format_size(capacity.free)} of {format_size(capacity.total)} is free")
+            if location.is_smb and capacity.dialect is not None and capacity.dialect < "3.0":
+                reasons.append(f"speaks SMB {capacity.dialect}; Hyper-V needs SMB 3.0 or later")
+            if vm.require_encryption and location.is_smb and not capacity.encrypted:
+                reasons.append("does not encrypt, and the VM requires encryption")
+        reaches = tuple(location.reach(by_name[name]) for name in vm.hosts)
+        for r in reaches:
+            if not r.reachable or not r.writable:
+                reasons.append(r.why or f"{r.host} cannot write there")
+        ratings.append(Rating(location, capacity, reaches, tuple(reasons), room))
+    ratings.sort(key=lambda r: (not r.suitable, -r.room_after))
+    return ratings
+
+
+def choose(vm: VmSpec, locations: Sequence[Location], hosts: Sequence[Host]) -> Rating:
+    """The best suitable location; PlacementError listing every location and why when none is."""
+    ratings = rate(vm, locations, hosts)
+    if ratings and ratings[0].suitable:
+        return ratings[0]
+    lines = [f"no location suits VM {vm.name} ({format_size(vm.needed())}, hosts {', '.join(vm.hosts)}):"]
+    lines += [f"  {r.location.where}: {'; '.join(r.rejected)}" for r in ratings]
+    raise PlacementError("\n".join(lines))
+
+
+def _size(value: Any) -> int:
+    return value if isinstance(value, int) else parse_size(str(value))
+
+
+__all__ = ["CONFIG_BYTES", "DiskSpec", "Rating", "VmSpec", "choose", "rate"]
