@@ -19,7 +19,7 @@ def samba():
     server = Samba(STATE, port=int(os.environ.get("VHDKIT_SMB_PORT", "4445")), sized={"small": "64M"},
                    other_users={"hostb": "hostb-test-pw"}, only={"share2": ("vhdkit",)})
     try:
-        server.start()
+        server.start(fresh=True)  # a session begins with empty shares
     except SambaError as e:
         unavailable(f"no test Samba: {e}")
     yield server

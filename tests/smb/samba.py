@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,13 +59,14 @@ class Samba:
         (self.state / "dfree" / share).unlink(missing_ok=True)
 
     # -- life --------------------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, fresh: bool = False) -> None:
+        """Start smbd (stopping an earlier one of this folder); ``fresh`` empties the shares first."""
         if os.geteuid() != 0:
             raise SambaError("the test Samba needs root (smbd, useradd, mount)")
         if not Path(SBIN, "smbd").exists():
             raise SambaError("smbd is not installed (scripts/setup.sh installs the samba package)")
         self.stop()
-        self._layout()
+        self._layout(fresh)
         self._write_conf()
         run = subprocess.run
         users = {self.user: self.password, **self.other_users}
@@ -117,7 +119,7 @@ class Samba:
                 subprocess.run(["umount", str(path)], check=False, capture_output=True)
 
     # -- inside ------------------------------------------------------------------------------
-    def _layout(self) -> None:
+    def _layout(self, fresh: bool) -> None:
         for sub in ("private", "lock", "state", "cache", "run", "ncalrpc", "binddns", "log", "shares", "dfree", "bin"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         (self.state / "private").chmod(0o700)
@@ -125,6 +127,11 @@ class Samba:
             path.chmod(0o755)
         for share in (*self.shares, *self.read_only, *self.sized):
             self.share_path(share).mkdir(exist_ok=True)
+            for leftover in self.share_path(share).iterdir() if fresh else ():
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
         for share, size in self.sized.items():
             path = self.share_path(share)
             if not os.path.ismount(path):

@@ -63,3 +63,35 @@ def test_headroom_and_spec_parsing():
     assert spec._replace(reserve_full=True).needed() == 1 * 2**20 + 160 * GiB + 2 * GiB + 4 * GiB
     with pytest.raises(PlacementError, match="unknown VM spec keys: colour"):
         VmSpec.from_dict({"name": "x", "hosts": [], "colour": "red"})
+
+
+def test_place_lays_out_hyperv_folders_with_a_blank_16g_disk_straight_on_the_share(world):
+    from vhdkit.placement import place
+
+    import vhdkit
+
+    samba, (hosta, hostb), _ = world
+    spec = VmSpec("app01", ("hosta", "hostb"), (DiskSpec("os.vhdx", 16 * GiB),), checkpoints=(("os.vhdx", GiB),))
+    best = choose(spec, [Location(samba.url("share1"), identity=hosta.identity)], [hosta, hostb])
+    placed = place(spec, best.location)  # the location's identity carries the password, not the environment
+    backing = samba.share_path("share1") / "app01"
+    assert sorted(p.name for p in backing.iterdir()) == ["Snapshots", "Virtual Hard Disks", "Virtual Machines"]
+    disk = backing / "Virtual Hard Disks" / "os.vhdx"
+    with vhdkit.open(disk) as d:
+        assert d.size == 16 * GiB and d.disk_type == "dynamic"
+    child = backing / "Virtual Hard Disks" / "os_checkpoint1.avhdx"
+    with vhdkit.open(child) as c:  # the checkpoint finds its parent by the relative locator
+        assert c.disk_type == "differencing" and c.parent is not None
+    assert disk.stat().st_blocks * 512 < 16 * 2**20  # sparse on the server
+    assert len(placed.files) == 3 and placed.where.endswith("/app01")
+
+
+def test_a_failed_placement_leaves_nothing_behind_and_names_the_file(world):
+    from vhdkit.placement import place
+
+    samba, (hosta, _), _ = world
+    spec = VmSpec("broken01", ("hosta",), (DiskSpec("a.vhdx", GiB), DiskSpec("b.vhd", 3 * 2**40)))  # > 2040 GiB
+    with pytest.raises(PlacementError) as caught:
+        place(spec, Location(samba.url("share1"), identity=hosta.identity))
+    assert "b.vhd" in str(caught.value) and "removed" in str(caught.value)
+    assert not (samba.share_path("share1") / "broken01").exists()

@@ -1,6 +1,6 @@
 """Placement of VM files on storage locations (local folders, SMB 3 shares): DESIGN.md §7."""
 
 from .locations import Capacity, Host, Identity, Location, Reach
-from .planner import DiskSpec, Rating, VmSpec, choose, rate
+from .planner import DiskSpec, Placement, Rating, VmSpec, choose, place, rate
 
-__all__ = ["Capacity", "DiskSpec", "Host", "Identity", "Location", "Rating", "Reach", "VmSpec", "choose", "rate"]
+__all__ = ["Capacity", "DiskSpec", "Host", "Identity", "Location", "Placement", "Rating", "Reach", "VmSpec", "choose", "place", "rate"]

@@ -58,6 +58,11 @@ class Location:
             raise PlacementError(f"a location is a folder or an smb:// share path, not {where}")
         self.identity = identity
         self.encrypt = encrypt
+        if self.is_smb and identity is not None:
+            from ..storage.smb import SmbLocation, remember_password
+
+            loc = SmbLocation(where, username=identity.username, password=identity.password)
+            remember_password(loc.host, loc.port, identity.username, identity.password)
 
     def __repr__(self) -> str:
         return f"Location({self.where!r})"

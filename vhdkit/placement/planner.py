@@ -13,6 +13,7 @@ disks and files, checks them, and removes everything it made if any of it fails.
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple, Sequence
 
 from ..errors import PlacementError, VhdkitError
@@ -123,4 +124,121 @@ def _size(value: Any) -> int:
     return value if isinstance(value, int) else parse_size(str(value))
 
 
-__all__ = ["CONFIG_BYTES", "DiskSpec", "Rating", "VmSpec", "choose", "rate"]
+
+
+class Placement(NamedTuple):
+    vm: str
+    where: str  # the VM's folder
+    files: tuple[str, ...]  # every file made, as paths or URLs
+
+
+FOLDERS = ("Virtual Machines", "Virtual Hard Disks", "Snapshots")  # Hyper-V's layout under <vm>
+
+
+def place(vm: VmSpec, location: Location) -> Placement:
+    """Lay out the VM's folders on ``location``, create its disks (and checkpoint differencing
+    disks beside them), write its description, check every disk; on any failure remove what this
+    call made and raise PlacementError naming the file that failed."""
+    import json
+
+    import vhdkit
+
+    fs = _Folders(location)
+    root = fs.join(location.where, vm.name)
+    made_files: list[str] = []
+    current = root
+    try:
+        for folder in (root, *(fs.join(root, f) for f in FOLDERS)):
+            current = folder
+            fs.mkdir(folder)
+        disks = fs.join(root, "Virtual Hard Disks")
+        for disk in vm.disks:
+            current = fs.join(disks, disk.name)
+            fmt = "vhd" if disk.name.lower().endswith(".vhd") else "vhdx"
+            vhdkit.create(current, disk.virtual_size, format=fmt, type=disk.type).close()
+            made_files.append(current)
+        for i, (disk_name, _) in enumerate(vm.checkpoints):
+            parent = fs.join(disks, disk_name)
+            stem = disk_name.rsplit(".", 1)[0]
+            current = fs.join(disks, f"{stem}_checkpoint{i + 1}.avhdx")
+            vhdkit.create(current, format="vhdx", parent=parent).close()
+            made_files.append(current)
+        current = fs.join(fs.join(root, "Virtual Machines"), f"{vm.name}.vhdkit.json")
+        fs.write(current, json.dumps(vm._asdict() | {"disks": [d._asdict() for d in vm.disks]}, indent=2).encode())
+        made_files.append(current)
+        for path in made_files[:-1]:
+            current = path
+            report = vhdkit.check(path)
+            if report.verdict != "clean":
+                raise PlacementError(f"{path} does not check clean: {report.findings}")
+    except (VhdkitError, OSError, ValueError) as e:
+        fs.undo()
+        raise PlacementError(f"placing {vm.name} on {location.where} failed at {current}: {e} "
+                             "(everything this placement made was removed)") from None
+    return Placement(vm.name, root, tuple(made_files))
+
+
+class _Folders:
+    """Folders and small files on a location, remembering what it made so it can take it back."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.made: list[tuple[str, str]] = []  # ("dir" | "file", path), in order made
+
+    def join(self, base: str, name: str) -> str:
+        return f"{base.rstrip('/')}/{name}" if self.location.is_smb else os.path.join(base, name)
+
+    def _smb(self, path: str) -> tuple[str, dict[str, Any]]:
+        from .locations import _share_root
+
+        loc = self.location._smb(None)  # noqa: SLF001 - same package
+        target = type(loc)(path, username=loc.username, password=loc.password)
+        return _share_root(target), target.options
+
+    def mkdir(self, path: str) -> None:
+        if self.location.is_smb:
+            import smbclient
+
+            unc, options = self._smb(path)
+            try:
+                smbclient.mkdir(unc, **options)
+            except OSError as e:
+                if e.errno != 17:
+                    raise
+                return
+        else:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                return
+        self.made.append(("dir", path))
+
+    def write(self, path: str, data: bytes) -> None:
+        if self.location.is_smb:
+            import smbclient
+
+            unc, options = self._smb(path)
+            with smbclient.open_file(unc, "xb", **options) as f:
+                f.write(data)
+        else:
+            with open(path, "xb") as f:
+                f.write(data)
+
+    def undo(self) -> None:
+        """Remove the folders made, with everything in them (only this call put files there)."""
+        for kind, path in reversed(self.made):
+            try:
+                if self.location.is_smb:
+                    import smbclient.shutil
+
+                    unc, options = self._smb(path)
+                    smbclient.shutil.rmtree(unc, **options)
+                else:
+                    import shutil
+
+                    shutil.rmtree(path)
+            except (OSError, Exception):  # noqa: BLE001 - best effort: the first error is the one reported
+                pass
+
+
+__all__ = ["CONFIG_BYTES", "FOLDERS", "DiskSpec", "Placement", "Rating", "VmSpec", "choose", "place", "rate"]

@@ -32,6 +32,15 @@ _FSCTL_SET_ZERO_DATA = 0x000980C8
 _FSCTL_QUERY_ALLOCATED_RANGES = 0x000940CF
 
 
+_KNOWN_PASSWORDS: dict[tuple[str, int, str], str] = {}
+
+
+def remember_password(host: str, port: int, username: str, password: str) -> None:
+    """Let every later smb:// URL for this server and user find its password (kept in this process
+    only): how a placement's identity reaches the vhdkit.create/open calls it makes."""
+    _KNOWN_PASSWORDS[(host, port, username)] = password
+
+
 class SmbLocation:
     """A parsed smb:// URL with its credentials resolved (the password stays out of ``url``)."""
 
@@ -53,6 +62,7 @@ class SmbLocation:
         self.username = (username or (unquote(parts.username) if parts.username else None)
                          or os.environ.get("VHDKIT_SMB_USER") or creds.get("username"))
         self.password = (password or (unquote(parts.password) if parts.password else None)
+                         or _KNOWN_PASSWORDS.get((self.host, self.port, self.username or ""))
                          or os.environ.get("VHDKIT_SMB_PASSWORD") or creds.get("password"))
         self.encrypt = encrypt
         user = f"{self.username}@" if self.username else ""
