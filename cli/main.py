@@ -15,12 +15,14 @@ from typing import Sequence
 import vhdkit
 from vhdkit.errors import VhdkitError
 
-#: command -> (one-line help, module in this package that registers and runs it)
+#: command -> (one-line help, "module" or "module:function" in this package that registers it)
 COMMANDS = {
     "info": ("show what a disk image is", "info"),
     "create": ("create a new disk image", "create"),
     "convert": ("convert an image to another format or type", "convert"),
     "check": ("validate images: structure, leaks, parents, policies", "check"),
+    "locations": ("free space and reach of storage locations", "placement:register_locations"),
+    "place": ("choose a location for a VM's files and create them there", "placement:register_place"),
 }
 
 
@@ -34,9 +36,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = _command_in(argv) if argv is not None else None
-    for name, (help_text, module_name) in COMMANDS.items():
+    for name, (help_text, where) in COMMANDS.items():
         if wanted is None or name == wanted:
-            importlib.import_module(f"{__package__}.{module_name}").register(sub, help_text)
+            module_name, _, function = where.partition(":")
+            getattr(importlib.import_module(f"{__package__}.{module_name}"), function or "register")(sub, help_text)
         else:
             sub.add_parser(name, help=help_text)
     return parser
