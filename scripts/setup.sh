@@ -10,6 +10,7 @@ command -v vhdiinfo >/dev/null 2>&1 || missing+=(libvhdi-utils)
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # crcmod's C extension (CRC-32C at C speed)
 PATH="$PATH:/usr/sbin" command -v smbd >/dev/null 2>&1 || missing+=(samba)  # the SMB tests' own loopback server
+PATH="$PATH:/usr/sbin" command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # a second test file server on 127.0.0.2
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
 import os, sysconfig, sys

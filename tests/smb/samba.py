@@ -66,6 +66,7 @@ class Samba:
         if not Path(SBIN, "smbd").exists():
             raise SambaError("smbd is not installed (scripts/setup.sh installs the samba package)")
         self.stop()
+        self._on_loopback()
         self._layout(fresh)
         self._write_conf()
         run = subprocess.run
@@ -119,6 +120,15 @@ class Samba:
                 subprocess.run(["umount", str(path)], check=False, capture_output=True)
 
     # -- inside ------------------------------------------------------------------------------
+    def _on_loopback(self) -> None:
+        """smbd binds only to addresses on an interface: put 127.x.y.z on lo if it is not there."""
+        shown = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True)
+        if self.host == "127.0.0.1" or f" {self.host}/" in shown.stdout:
+            return
+        added = subprocess.run(["ip", "addr", "add", f"{self.host}/8", "dev", "lo"], capture_output=True, text=True)
+        if added.returncode != 0:
+            raise SambaError(f"cannot add {self.host} to lo: {added.stderr.strip()}")
+
     def _layout(self, fresh: bool) -> None:
         for sub in ("private", "lock", "state", "cache", "run", "ncalrpc", "binddns", "log", "shares", "dfree", "bin"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ verified with each host's own credentials."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from vhdkit.placement import Host, Identity, Location
 from vhdkit.units import GiB, MiB
@@ -49,3 +50,25 @@ def test_reach_is_verified_with_each_hosts_credentials(samba):
     # a wrong password after a good login of the same user is still caught: reach logs in afresh
     same_user_wrong = Host("again", Identity(samba.user, "wrong"))
     assert share1.reach(a).reachable and not share1.reach(same_user_wrong).reachable
+
+
+def test_encryption_on_request_and_a_second_file_server(samba, tmp_path):
+    from .samba import Samba
+
+    a, _, _ = hosts(samba)
+    plain = Location(samba.url("share1"), identity=a.identity).measure()
+    sealed = Location(samba.url("share1"), identity=a.identity, encrypt=True).measure()
+    assert (plain.encrypted, sealed.encrypted) == (False, True)
+    second = Samba(Path("/tmp/vhdkit-test-smb2"), host="127.0.0.2", port=samba.port, shares=("vms",),
+                   read_only=(), password="second-pw")
+    try:
+        second.start(fresh=True)
+    except Exception as e:  # noqa: BLE001 - 127.0.0.2 must be on lo: the server adds it if it can
+        raise AssertionError(f"second server: {e}") from e
+    try:
+        other = Location(second.url("vms"), identity=Identity(second.user, second.password))
+        assert other.measure().dialect == "3.1.1"
+        assert other.reach(Host("hosta", Identity(second.user, second.password))).writable
+        assert not other.reach(a).reachable  # the first server's password is not the second's
+    finally:
+        second.stop()

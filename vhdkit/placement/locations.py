@@ -78,14 +78,18 @@ class Location:
         import smbclient
 
         loc = self._smb(self.identity)
+        cache: dict[str, Any] = {}  # a session of its own, so encrypt= is this location's, not a pooled one's
         try:
-            session = _session(loc)
-            vol = smbclient.stat_volume(_share_root(loc), **loc.options)
+            session = smbclient.register_session(loc.host, username=loc.username, password=loc.password,
+                                                 port=loc.port, encrypt=self.encrypt or None,
+                                                 connection_cache=cache, connection_timeout=10)
+            vol = smbclient.stat_volume(_share_root(loc), **loc.options, connection_cache=cache)
         except Exception as e:  # noqa: BLE001 - smbprotocol's errors are many; none may show a password
             raise StorageError(f"cannot measure {loc.url}: {_without(e, loc.password)}") from None
-        dialect = _DIALECTS.get(getattr(session.connection, "dialect", None), None) if session else None
-        encrypted = bool(getattr(session, "encrypt_data", False)) if session else None
-        return Capacity(vol.total_size, vol.caller_available_size, dialect, encrypted)
+        finally:
+            _close(cache)
+        dialect = _DIALECTS.get(getattr(session.connection, "dialect", None))
+        return Capacity(vol.total_size, vol.caller_available_size, dialect, bool(session.encrypt_data))
 
     # -- reach -------------------------------------------------------------------------------
     def reach(self, host: Host) -> Reach:
@@ -135,13 +139,6 @@ class Location:
 
 def _share_root(loc: Any) -> str:
     return rf"\\{loc.host}\{loc.share}" + (f"\\{loc.path}" if loc.path else "")
-
-
-def _session(loc: Any) -> Any:
-    """The session smbclient holds for ``loc`` (register_session returns the pooled one)."""
-    import smbclient
-
-    return smbclient.register_session(loc.host, username=loc.username, password=loc.password, port=loc.port)
 
 
 def _close(cache: dict[str, Any]) -> None:
