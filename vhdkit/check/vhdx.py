@@ -43,10 +43,7 @@ def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None
     except VhdkitError as e:
         _error_from(report, e, "VHDX headers")
         return
-    for slot, error in zip((1, 2), selection.errors):
-        if error is not None:
-            report.add(WARNING, f"VHDX header {slot}", L.HEADER_OFFSETS[slot - 1],
-                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
+    _damaged_copies(report, "VHDX header", L.HEADER_OFFSETS, selection.errors)
     header = selection.current
 
     view: Store = store
@@ -60,10 +57,7 @@ def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None
     except VhdkitError as e:
         _error_from(report, e, "region tables")
         return
-    for copy, error in zip((1, 2), regions.errors):
-        if error is not None:
-            report.add(WARNING, f"region table {copy}", L.REGION_TABLE_OFFSETS[copy - 1],
-                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
+    _damaged_copies(report, "region table", L.REGION_TABLE_OFFSETS, regions.errors)
     t1, t2 = regions.tables
     if t1 is not None and t2 is not None and t1.raw != t2.raw:
         report.add(WARNING, "region table 2", L.REGION_TABLE_OFFSETS[1],
@@ -96,6 +90,14 @@ def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None
     _check_space(space, file_size, report)
     if metadata.has_parent and open_parent is not None:
         _check_parent(open_parent, report)
+
+
+def _damaged_copies(report: Report, name: str, offsets: tuple[int, int], errors: tuple) -> None:
+    """A structure kept twice with one copy damaged: the image survives (a warning, as qemu-img)."""
+    for copy, error in zip((1, 2), errors):
+        if error is not None:
+            report.add(WARNING, f"{name} {copy}", offsets[copy - 1],
+                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
 
 
 def _check_log(store: Store, header: object, report: Report) -> Store | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import PlacementError
+from ..storage.smb import read_credentials_file
 from .locations import Host, Identity, Location
 
 
@@ -67,7 +68,7 @@ def _host(entry: dict[str, Any]) -> Host:
     identity = None
     username = entry.get("username")
     if entry.get("credentials_file"):
-        creds = _read_credentials(entry["credentials_file"])
+        creds = read_credentials_file(entry["credentials_file"])
         identity = Identity(username or creds.get("username", ""), creds.get("password", ""))
     elif username:
         env = entry.get("password_env")
@@ -76,15 +77,3 @@ def _host(entry: dict[str, Any]) -> Host:
             raise PlacementError(f"host {entry['name']}: the environment variable {env} is not set")
         identity = Identity(username, password)
     return Host(str(entry["name"]), identity, bool(entry.get("local", False)))
-
-
-def _read_credentials(path: str) -> dict[str, str]:
-    out = {}
-    try:
-        for line in Path(path).read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                out[key.strip().lower()] = value.strip()
-    except OSError as e:
-        raise PlacementError(f"cannot read the credentials file {path}: {e.strerror}") from None
-    return out

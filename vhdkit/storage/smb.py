@@ -226,8 +226,11 @@ class SmbStore(BaseStore):
 
 def _credentials_file() -> dict[str, str]:
     path = os.environ.get("VHDKIT_SMB_CREDENTIALS")
-    if not path:
-        return {}
+    return read_credentials_file(path) if path else {}
+
+
+def read_credentials_file(path: str) -> dict[str, str]:
+    """``key = value`` lines (``username``, ``password``, ``domain``), as smbclient's -A reads them."""
     out = {}
     try:
         with open(path) as f:
