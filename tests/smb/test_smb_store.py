@@ -151,3 +151,41 @@ def test_convert_to_and_from_a_share(smb_env, tmp_path, direction):
         source, target = remote, local
     with vhdkit.open(source) as a, vhdkit.open(target) as b:
         assert a.size == b.size and a.pread(0, 8 * MiB) == b.pread(0, 8 * MiB)
+
+
+def test_server_side_copy_stays_sparse_and_moves_no_data(smb_env):
+    from vhdkit.storage.smb import SmbStore
+
+    samba = smb_env
+    src_url, dst_url = samba.url("share1", f"{name()}.vhdx"), samba.url("share2", f"{name()}.vhdx")
+    with vhdkit.create(src_url, 16 * GiB) as disk:
+        disk.pwrite(GiB, b"\x11" * (3 * MiB))
+        disk.pwrite(9 * GiB, b"\x22" * MiB)
+    source, target = SmbStore(src_url), SmbStore(dst_url, create=True)
+    try:
+        copied = source.copy_on_server(target)
+        allocated = target.allocated_bytes()
+    finally:
+        source.close()
+        target.close()
+    src_file = samba.share_path("share1") / src_url.rsplit("/", 1)[1]
+    dst_file = samba.share_path("share2") / dst_url.rsplit("/", 1)[1]
+    assert dst_file.read_bytes() == src_file.read_bytes()  # byte for byte, across shares
+    assert copied < 16 * MiB and allocated < 16 * MiB < dst_file.stat().st_size  # sparse stays sparse
+    assert dst_file.stat().st_blocks * 512 < 16 * MiB
+    with vhdkit.open(dst_url) as disk:
+        assert disk.pread(9 * GiB, 4) == b"\x22" * 4
+    from pathlib import Path
+
+    from .samba import Samba
+
+    second = Samba(Path("/tmp/vhdkit-test-smb2"), host="127.0.0.2", port=samba.port, shares=("vms",), read_only=())
+    second.start(fresh=True)
+    try:
+        elsewhere = SmbStore(second.url("vms", "copy.vhdx"), create=True, password=second.password)
+        with SmbStore(src_url) as source, elsewhere:
+            with pytest.raises(StorageError, match="different servers"):
+                source.copy_on_server(elsewhere)
+        assert (second.share_path("vms") / "copy.vhdx").stat().st_size == 0  # refused before touching it
+    finally:
+        second.stop()
