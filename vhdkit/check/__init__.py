@@ -33,7 +33,8 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
     differencing disk's parent is not looked for, having no folder to look in).
     ``repair``: fix what is safe to fix (see vhdkit.check.repair), then check again; the report
     is the second check's, with ``repairs`` saying what was changed (paths and URLs only)."""
-    report = _check(target, _expand(policy), allowed_parent_dirs, check_parent)
+    rules = _expand(policy)
+    report = _check(target, rules, allowed_parent_dirs, check_parent)
     if not repair or report.failure is not None or not report.findings:
         return report
     if not isinstance(target, (str, os.PathLike)):
@@ -45,7 +46,7 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
     except VhdkitError as e:
         report.failure = f"repair failed, nothing more was changed: {e}"
         return report
-    after = _check(target, _expand(policy), allowed_parent_dirs, check_parent)
+    after = _check(target, rules, allowed_parent_dirs, check_parent)
     after.repairs = done
     return after
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from ..storage import Store, open_store
+from ..storage import Borrowed, Store, open_store
 from .report import Report
 
 
@@ -47,8 +47,8 @@ def _repair_vhdx(target: str | os.PathLike[str], before: Report, done: list[str]
     store = open_store(target, writable=True)
     try:
         if any(f.structure == "log" and "needs replay" in f.message for f in before.findings):
-            disk = VhdxDisk(store, writable=True)  # replays the log into the file, durably
-            replay = disk.log_replay
+            with VhdxDisk(Borrowed(store), writable=True) as disk:  # replays the log into the file, durably
+                replay = disk.log_replay
             done.append(f"replayed the log: {replay.entries} entries, {replay.descriptors} updates written")
         selection = select_current_header(store)
         bad = [slot for slot, error in zip((1, 2), selection.errors) if error is not None]
@@ -72,14 +72,14 @@ def _repair_vhd(target: str | os.PathLike[str], before: Report, done: list[str])
 
     store = open_store(target, writable=True)
     try:
-        disk = VhdDisk(store)  # refuses (CorruptImageError) when no footer has a good checksum
-        good = disk.footer_info.raw
+        with VhdDisk(Borrowed(store)) as disk:  # refuses (CorruptImageError) when no footer checksum is good
+            good, has_copy = disk.footer_info.raw, disk.header is not None
         size = store.size()
         if store.pread(size - L.FOOTER_SIZE, L.FOOTER_SIZE) != good:
             store.pwrite(size - L.FOOTER_SIZE, good)
             store.flush()
             done.append("rewrote the VHD footer at the end of the file from its good copy")
-        if disk.header is not None and store.pread(0, L.FOOTER_SIZE) != good:
+        if has_copy and store.pread(0, L.FOOTER_SIZE) != good:
             store.pwrite(0, good)
             store.flush()
             done.append("rewrote the VHD footer copy at offset 0 from the footer")

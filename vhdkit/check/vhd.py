@@ -9,6 +9,9 @@ another structure. A whole unreferenced block inside the file is a leak.
 
 from __future__ import annotations
 
+from typing import Callable
+
+from ..disk import VirtualDisk
 from ..errors import VhdkitError
 from ..storage import Borrowed, Store
 from ..units import format_size
@@ -16,15 +19,15 @@ from ..vhd import layout as L
 from ..vhd.image import VhdDisk, parse_footer
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
-from .vhdx import _check_parent, _error_from
+from .common import check_parent, error_from, report_overlaps
 
 
-def check_vhd(store: Store, report: Report, open_parent: object = None) -> None:
+def check_vhd(store: Store, report: Report, open_parent: Callable[[], VirtualDisk] | None = None) -> None:
     file_size = store.size()
     try:
         disk = VhdDisk(Borrowed(store), tolerate_checksum=True)
     except VhdkitError as e:
-        _error_from(report, e, "VHD footer")
+        error_from(report, e, "VHD footer")
         return
     footer_at = file_size - L.FOOTER_SIZE
     used = disk.footer_info
@@ -68,7 +71,7 @@ def check_vhd(store: Store, report: Report, open_parent: object = None) -> None:
     else:
         _check_dynamic(disk, store, file_size, space, report)
     if disk.differencing and open_parent is not None and not report.count(ERROR):
-        _check_parent(open_parent, report)
+        check_parent(open_parent, report)
 
 
 def _check_dynamic(disk: VhdDisk, store: Store, file_size: int, space: SpaceMap, report: Report) -> None:
@@ -104,10 +107,7 @@ def _check_dynamic(disk: VhdDisk, store: Store, file_size: int, space: SpaceMap,
                        f"its bitmap) would end at {start + block_bytes:#x}, past the footer at {footer_at:#x}")
             continue
         space.claim(start, block_bytes, name, where)
-    for first, second in space.overlaps():
-        report.add(ERROR, second.owner, second.owner_offset,
-                   f"its space ({second.start:#x}..{second.end:#x}) overlaps {first.owner} "
-                   f"({first.start:#x}..{first.end:#x})")
+    report_overlaps(space, report)
     # Gaps shorter than a block are alignment padding (writers align blocks differently); a whole
     # block's worth of space that nothing references is a leak.
     for offset, length in space.gaps(0, footer_at):

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
+from ..disk import VirtualDisk
+from ..errors import VhdkitError
 from ..storage import Store
 from ..units import MiB, format_size
 from ..vhdx import layout as L
 from ..vhdx.bat import BatGeometry, BlockAllocationTable
-from ..vhdx.headers import read_creator, select_current_header
-from ..vhdx.log import LogReader
+from ..vhdx.headers import VhdxHeader, read_creator, select_current_header
+from ..vhdx.log import replay_in_memory
 from ..vhdx.metadata import read_metadata
 from ..vhdx.regions import read_region_tables
-from ..storage import OverlayStore
+from .common import check_parent, error_from, report_overlaps
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
 
@@ -33,15 +34,15 @@ _VALID_BITMAP_STATES = (L.SB_BLOCK_NOT_PRESENT, L.SB_BLOCK_PRESENT)
 LAYOUT_SLACK = 4 * MiB
 
 
-def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None:
-    """Add ``store``'s findings to ``report``. ``open_parent(child)`` resolves a differencing
-    disk's parent (it raises ParentNotFoundError / ParentMismatchError); None skips that check."""
+def check_vhdx(store: Store, report: Report, open_parent: Callable[[], VirtualDisk] | None = None) -> None:
+    """Add ``store``'s findings to ``report``. ``open_parent()`` opens the image with its parent
+    chain (raising ParentNotFoundError / ParentMismatchError); None skips that check."""
     file_size = store.size()
     try:
         read_creator(store)
         selection = select_current_header(store)
     except VhdkitError as e:
-        _error_from(report, e, "VHDX headers")
+        error_from(report, e, "VHDX headers")
         return
     _damaged_copies(report, "VHDX header", L.HEADER_OFFSETS, selection.errors)
     header = selection.current
@@ -55,7 +56,7 @@ def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None
     try:
         regions = read_region_tables(view)
     except VhdkitError as e:
-        _error_from(report, e, "region tables")
+        error_from(report, e, "region tables")
         return
     _damaged_copies(report, "region table", L.REGION_TABLE_OFFSETS, regions.errors)
     t1, t2 = regions.tables
@@ -83,13 +84,13 @@ def check_vhdx(store: Store, report: Report, open_parent: object = None) -> None
                                metadata.has_parent)
         bat = BlockAllocationTable.read(view, geometry, bat_region.file_offset, bat_region.length)
     except VhdkitError as e:
-        _error_from(report, e, "metadata")
+        error_from(report, e, "metadata")
         return
 
     _check_bat(bat, geometry, file_size, space, report)
     _check_space(space, file_size, report)
     if metadata.has_parent and open_parent is not None:
-        _check_parent(open_parent, report)
+        check_parent(open_parent, report)
 
 
 def _damaged_copies(report: Report, name: str, offsets: tuple[int, int], errors: tuple) -> None:
@@ -97,24 +98,18 @@ def _damaged_copies(report: Report, name: str, offsets: tuple[int, int], errors:
     for copy, error in zip((1, 2), errors):
         if error is not None:
             report.add(WARNING, f"{name} {copy}", offsets[copy - 1],
-                       f"this copy is damaged and the other is used ({_reason(error)}); --repair rewrites it")
+                       f"this copy is damaged and the other is used ({error}); --repair rewrites it")
 
 
-def _check_log(store: Store, header: object, report: Report) -> Store | None:
+def _check_log(store: Store, header: VhdxHeader, report: Report) -> Store | None:
     """A log that is not empty: say whether it can be replayed; return the file as a replay
     would leave it (in memory), or None if it cannot be read past here."""
-    from ..vhdx.log import replay_sequence
-
     try:
-        reader = LogReader(store, header)  # type: ignore[arg-type]
-        sequence = reader.find_active_sequence()
-        overlay = OverlayStore(store)
-        replay_sequence(overlay, reader, sequence)
+        overlay, sequence, _ = replay_in_memory(store, header)
     except VhdkitError as e:
-        report.add(ERROR, "log", getattr(header, "log_offset", None),
-                   f"the log must be replayed but cannot be ({_reason(e)})")
+        report.add(ERROR, "log", header.log_offset, f"the log must be replayed but cannot be ({e})")
         return None
-    report.add(ERROR, "log", getattr(header, "log_offset", None),
+    report.add(ERROR, "log", header.log_offset,
                f"log needs replay: {len(sequence.entries)} entries (sequence {sequence.tail.sequence_number}.."
                f"{sequence.head.sequence_number}) were written but not applied; readers that ignore the log "
                "(libvhdi, dissect) see stale data. --repair replays it")
@@ -228,10 +223,7 @@ def _claim_block(space: SpaceMap, report: Report, name: str, where: int, offset:
 
 
 def _check_space(space: SpaceMap, file_size: int, report: Report) -> None:
-    for first, second in space.overlaps():
-        report.add(ERROR, second.owner, second.owner_offset,
-                   f"its space ({second.start:#x}..{second.end:#x}) overlaps {first.owner} "
-                   f"({first.start:#x}..{first.end:#x})")
+    report_overlaps(space, report)
     # Whole MiB runs nothing claims are leaks; a tail shorter than a MiB is file rounding. Before
     # the first block, up to 4 MiB after the last fixed structure is layout: qemu-img leaves that
     # much between its metadata region and its first payload block in every VHDX it makes.
@@ -249,29 +241,3 @@ def _check_space(space: SpaceMap, file_size: int, report: Report) -> None:
             report.add(LEAK, "file space", offset,
                        f"{format_size(whole)} at {offset:#x} are allocated in the file but nothing references them",
                        length)
-
-
-def _check_parent(open_parent: object, report: Report) -> None:
-    try:
-        parent = open_parent()  # type: ignore[operator]
-    except ParentNotFoundError as e:
-        report.add(ERROR, "parent locator", None, str(e))
-    except ParentMismatchError as e:
-        report.add(ERROR, "parent locator", None, f"the parent found is not this disk's parent: {e}")
-    except ImageNotFoundError as e:
-        report.add(ERROR, "parent locator", None, str(e))
-    except VhdkitError as e:
-        report.add(ERROR, "parent", None, f"the parent cannot be used: {e}")
-    else:
-        parent.close()
-
-
-def _error_from(report: Report, error: VhdkitError, structure: str) -> None:
-    if isinstance(error, CorruptImageError):
-        report.add(ERROR, error.structure or structure, error.offset, str(error))
-    else:
-        report.add(ERROR, structure, None, str(error))
-
-
-def _reason(error: BaseException) -> str:
-    return str(error)

@@ -13,13 +13,13 @@ from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError
-from ..storage import OverlayStore, Store
+from ..storage import Store
 from ..units import align_up
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from ..bitmaps import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
-from .log import LogReader, LogReplay, describe, replay_sequence
+from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequence
 from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
@@ -69,21 +69,20 @@ class VhdxDisk(VirtualDisk):
 
     # -- opening -------------------------------------------------------------------------------
     def _replay(self, store: Store, writable: bool) -> Store:
+        if not writable:
+            overlay, sequence, written = replay_in_memory(store, self.header)
+            self.log_replay = describe(sequence, "replayed_in_memory", written)
+            return overlay
         reader = LogReader(store, self.header)
         sequence = reader.find_active_sequence()
-        if writable:
-            # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
-            # LogGuid stays until the replay is durable, so a crash here replays again.
-            self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())
-            written = replay_sequence(store, reader, sequence)
-            store.flush()
-            self.header = write_updated_header(store, self.header, log_guid=L.NULL_GUID)
-            self.log_replay = describe(sequence, "replayed", written)
-            return store
-        overlay = OverlayStore(store)
-        written = replay_sequence(overlay, reader, sequence)
-        self.log_replay = describe(sequence, "replayed_in_memory", written)
-        return overlay
+        # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
+        # LogGuid stays until the replay is durable, so a crash here replays again.
+        self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())
+        written = replay_sequence(store, reader, sequence)
+        store.flush()
+        self.header = write_updated_header(store, self.header, log_guid=L.NULL_GUID)
+        self.log_replay = describe(sequence, "replayed", written)
+        return store
 
     # -- what the disk is ----------------------------------------------------------------------
     @property

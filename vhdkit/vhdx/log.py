@@ -286,6 +286,17 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
     return written
 
 
+def replay_in_memory(store: Store, header: VhdxHeader) -> tuple[Store, LogSequence, list[tuple[int, int]]]:
+    """The file as the log's replay would leave it, in memory (``store`` is not written):
+    (that view, the sequence replayed, the ranges written). CorruptImageError if it cannot be."""
+    from ..storage import OverlayStore
+
+    reader = LogReader(store, header)
+    sequence = reader.find_active_sequence()
+    overlay = OverlayStore(store)
+    return overlay, sequence, replay_sequence(overlay, reader, sequence)
+
+
 def describe(sequence: LogSequence, state: str, written: list[tuple[int, int]]) -> LogReplay:
     return LogReplay(
         state=state,

@@ -1,0 +1,39 @@
+"""Findings both format checkers make the same way."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
+from ..disk import VirtualDisk
+from .report import ERROR, Report
+from .space import SpaceMap
+
+
+def error_from(report: Report, error: VhdkitError, structure: str) -> None:
+    """An error the parsers raised, with the structure and offset they named."""
+    if isinstance(error, CorruptImageError):
+        report.add(ERROR, error.structure or structure, error.offset, str(error))
+    else:
+        report.add(ERROR, structure, None, str(error))
+
+
+def report_overlaps(space: SpaceMap, report: Report) -> None:
+    for first, second in space.overlaps():
+        report.add(ERROR, second.owner, second.owner_offset,
+                   f"its space ({second.start:#x}..{second.end:#x}) overlaps {first.owner} "
+                   f"({first.start:#x}..{first.end:#x})")
+
+
+def check_parent(open_parent: Callable[[], VirtualDisk], report: Report) -> None:
+    """Open the chain through the parent resolver; each way it can fail is an error finding."""
+    try:
+        parent = open_parent()
+    except (ParentNotFoundError, ImageNotFoundError) as e:
+        report.add(ERROR, "parent locator", None, str(e))
+    except ParentMismatchError as e:
+        report.add(ERROR, "parent locator", None, f"the parent found is not this disk's parent: {e}")
+    except VhdkitError as e:
+        report.add(ERROR, "parent", None, f"the parent cannot be used: {e}")
+    else:
+        parent.close()
