@@ -294,6 +294,8 @@ def _create_on_share(url: str, overwrite: bool, writer: Callable[..., None], opt
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         raise
+    if not store.sparse:  # a fixed disk: its space is reserved, not sparse
+        return
     published = SmbStore(url, writable=True)  # Samba drops the sparse mark on rename
     try:
         published.set_sparse()

@@ -15,9 +15,10 @@ STATE = Path(os.environ.get("VHDKIT_SMB_STATE", "/tmp/vhdkit-test-smb"))
 
 @pytest.fixture(scope="session")
 def samba():
-    # hostb (a second Hyper-V host's identity) may use share1 and small, not share2
+    # hostb (a second Hyper-V host's identity) may use share1 and small, not share2; "secure" is
+    # a share the server lets no one use unencrypted
     server = Samba(STATE, port=int(os.environ.get("VHDKIT_SMB_PORT", "4445")), sized={"small": "64M"},
-                   other_users={"hostb": "hostb-test-pw"}, only={"share2": ("vhdkit",)})
+                   sealed=("secure",), other_users={"hostb": "hostb-test-pw"}, only={"share2": ("vhdkit",)})
     try:
         server.start(fresh=True)  # a session begins with empty shares
     except SambaError as e:

@@ -31,9 +31,11 @@ class Samba:
     def __init__(self, state: Path, *, host: str = "127.0.0.1", port: int = 4445, user: str = "vhdkit",
                  password: str = "vhdkit-test-pw", shares: tuple[str, ...] = ("share1", "share2"),
                  read_only: tuple[str, ...] = ("roshare",), sized: dict[str, str] | None = None,
-                 other_users: dict[str, str] | None = None, only: dict[str, tuple[str, ...]] | None = None) -> None:
+                 other_users: dict[str, str] | None = None, only: dict[str, tuple[str, ...]] | None = None,
+                 sealed: tuple[str, ...] = (), encryption: str = "if_required") -> None:
         """``other_users``: more SMB users (name -> password); ``only``: share -> the users that may
-        use it (default: every user)."""
+        use it (default: every user); ``sealed``: writable shares the server allows only encrypted;
+        ``encryption``: the server's "server smb encrypt" ("off": it offers no encryption at all)."""
         if not host.startswith("127."):
             raise ValueError("the test server listens on loopback only")
         self.state, self.host, self.port = Path(state), host, port
@@ -41,6 +43,7 @@ class Samba:
         self.shares, self.read_only, self.sized = shares, read_only, dict(sized or {})
         self.other_users = dict(other_users or {})
         self.only = dict(only or {})
+        self.sealed, self.encryption = sealed, encryption
         self.conf = self.state / "smb.conf"
 
     # -- where things are --------------------------------------------------------------------
@@ -57,6 +60,23 @@ class Samba:
 
     def clear_free(self, share: str) -> None:
         (self.state / "dfree" / share).unlink(missing_ok=True)
+
+    def sessions(self) -> list[dict[str, str]]:
+        """The server's own view of who is connected (smbstatus --json): for each tree connect,
+        the share, the user and whether its traffic is encrypted, and with what."""
+        shown = subprocess.run(["smbstatus", "-s", str(self.conf), "--json"], capture_output=True,
+                               text=True, check=True)
+        import json
+
+        status = json.loads(shown.stdout)
+        by_session = status.get("sessions", {})
+        out = []
+        for tcon in status.get("tcons", {}).values():
+            session = by_session.get(str(tcon.get("session_id")), {})
+            sealing = tcon.get("encryption", {})  # degree "full": every request on this tree connect
+            out.append({"share": tcon.get("service"), "user": session.get("username"),
+                        "encrypted": sealing.get("degree") == "full", "cipher": sealing.get("cipher")})
+        return out
 
     # -- life --------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0, *, fresh: bool = False) -> None:
@@ -135,7 +155,7 @@ class Samba:
         (self.state / "private").chmod(0o700)
         for path in (self.state, self.state / "shares", self.state / "bin", self.state / "dfree"):
             path.chmod(0o755)
-        for share in (*self.shares, *self.read_only, *self.sized):
+        for share in (*self.shares, *self.read_only, *self.sized, *self.sealed):
             self.share_path(share).mkdir(exist_ok=True)
             for leftover in self.share_path(share).iterdir() if fresh else ():
                 if leftover.is_dir() and not leftover.is_symlink():
@@ -147,7 +167,7 @@ class Samba:
             if not os.path.ismount(path):
                 subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
                                check=True, capture_output=True)
-        for share in (*self.shares, *self.read_only, *self.sized):
+        for share in (*self.shares, *self.read_only, *self.sized, *self.sealed):
             # smbd runs "<dfree command> <dir>" and reads "total free blocksize" (1 KiB blocks here)
             script = self.state / "bin" / f"dfree-{share}"
             script.write_text(
@@ -159,7 +179,7 @@ class Samba:
 
     def _chown_shares(self) -> None:
         entry = pwd.getpwnam(self.user)
-        for share in (*self.shares, *self.read_only, *self.sized):
+        for share in (*self.shares, *self.read_only, *self.sized, *self.sealed):
             os.chown(self.share_path(share), entry.pw_uid, entry.pw_gid)
         path = self.state
         while path != path.parent:  # smbd, as the user, must reach the shares
@@ -174,7 +194,7 @@ class Samba:
             "server role = standalone server", "workgroup = WORKGROUP", "netbios name = VHDKITTEST",
             f"smb ports = {self.port}", f"interfaces = {self.host}", "bind interfaces only = yes",
             "disable netbios = yes", "server min protocol = SMB3", "server max protocol = SMB3",
-            "server smb encrypt = if_required",
+            f"server smb encrypt = {self.encryption}",
             f"passdb backend = tdbsam:{s}/private/passdb.tdb", f"private dir = {s}/private",
             f"lock directory = {s}/lock", f"state directory = {s}/state", f"cache directory = {s}/cache",
             f"pid directory = {s}/run", f"ncalrpc dir = {s}/ncalrpc", f"binddns dir = {s}/binddns",
@@ -184,12 +204,16 @@ class Samba:
             "disable spoolss = yes", "usershare max shares = 0", "dfree cache time = 0",
         ]
         everyone = (self.user, *self.other_users)
-        for share in (*self.shares, *self.sized, *self.read_only):
+        for share in (*self.shares, *self.sized, *self.read_only, *self.sealed):
             lines += ["", f"[{share}]", f"path = {self.share_path(share)}",
                       f"read only = {'yes' if share in self.read_only else 'no'}",
                       f"valid users = {' '.join(self.only.get(share, everyone))}",
                       # files the other users make stay usable by everyone the share admits
-                      "force user = " + self.user, f"dfree command = {s}/bin/dfree-{share}"]
+                      "force user = " + self.user, f"dfree command = {s}/bin/dfree-{share}",
+                      # as Windows does: an allocation size is really reserved (sparse files stay sparse)
+                      "strict allocate = yes"]
+            if share in self.sealed:
+                lines.append("server smb encrypt = required")
         self.conf.write_text("\n".join(lines) + "\n")
 
     def _our_pids(self) -> list[int]:

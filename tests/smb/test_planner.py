@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+import os
+
+import vhdkit
 from vhdkit.errors import PlacementError
 from vhdkit.placement import DiskSpec, Host, Identity, Location, VmSpec, choose, rate
-from vhdkit.units import GiB
+from vhdkit.units import GiB, MiB
 
 
 @pytest.fixture
@@ -59,8 +62,9 @@ def test_headroom_and_spec_parsing():
     spec = VmSpec.from_dict({"name": "db", "hosts": ["hosta"], "disks": [
         {"name": "os.vhdx", "virtual_size": "60G"}, {"name": "data.vhdx", "virtual_size": "100G", "type": "fixed"}],
         "checkpoints": [{"disk": "os.vhdx", "size": "2G"}], "saved_state": "4G"})
-    assert spec.needed() == 1 * 2**20 + 4 * 2**20 + 100 * GiB + 2 * GiB + 4 * GiB
-    assert spec._replace(reserve_full=True).needed() == 1 * 2**20 + 160 * GiB + 2 * GiB + 4 * GiB
+    fixed_file = 100 * GiB + 4 * 2**20  # the data and, before it, headers, log, metadata and BAT
+    assert spec.needed() == 1 * 2**20 + 4 * 2**20 + fixed_file + 2 * GiB + 4 * GiB
+    assert spec._replace(reserve_full=True).needed() == 1 * 2**20 + 60 * GiB + fixed_file + 2 * GiB + 4 * GiB
     with pytest.raises(PlacementError, match="unknown VM spec keys: colour"):
         VmSpec.from_dict({"name": "x", "hosts": [], "colour": "red"})
 
@@ -95,3 +99,68 @@ def test_a_failed_placement_leaves_nothing_behind_and_names_the_file(world):
         place(spec, Location(samba.url("share1"), identity=hosta.identity))
     assert "b.vhd" in str(caught.value) and "removed" in str(caught.value)
     assert not (samba.share_path("share1") / "broken01").exists()
+
+
+@pytest.mark.parametrize("name, size, kind", [("a.vhdx", 20 * MiB, "fixed"), ("b.vhdx", 96 * MiB, "fixed"),
+                                              ("c.vhd", 20 * MiB, "fixed"), ("d.vhdx", 3 * GiB, "dynamic"),
+                                              ("e.vhd", 3 * GiB, "dynamic")])
+def test_a_new_disk_takes_the_room_the_planner_counts(tmp_path, name, size, kind):
+    disk = DiskSpec(name, size, kind)
+    vhdkit.create(tmp_path / name, size, format=disk.format, type=kind).close()
+    assert disk.file_bytes() == os.path.getsize(tmp_path / name)
+
+
+def test_filling_the_small_share_for_real_during_place_fails_cleanly(world):
+    """The share had room when rated; another tenant's file took it before the second disk was
+    made: the server refuses the reservation, and nothing of the VM is left on the share."""
+    from vhdkit.placement import place
+
+    samba, (hosta, _), _ = world
+    small = Location(samba.url("small"), identity=hosta.identity)
+    spec = VmSpec("full01", ("hosta",), (DiskSpec("os.vhdx", 20 * MiB, "fixed"), DiskSpec("data.vhd", 8 * MiB, "fixed")))
+    backing = samba.share_path("small")
+    assert spec.needed() == (1 + 36 + 8) * MiB + 512
+    assert choose(spec, [small], [hosta]).location is small  # 64 MiB, 45 MiB needed, 6.4 MiB headroom
+    tenant = backing / "other-tenant.bin"
+    try:
+        with open(tenant, "wb") as f:  # a real 24 MiB on the share's own tmpfs: 40 MiB are left
+            f.write(os.urandom(24 * MiB))
+        used_before = os.statvfs(backing).f_bfree
+        with pytest.raises(PlacementError) as caught:
+            place(spec, small)
+        text = str(caught.value)
+        assert "data.vhd" in text and "full" in text and "removed" in text, text
+        assert sorted(p.name for p in backing.iterdir()) == ["other-tenant.bin"]  # no folder, no temp file
+        assert os.statvfs(backing).f_bfree == used_before  # and every reserved byte given back
+        # what fits now is placed, and its fixed disk really holds its space on the server
+        ratings = rate(spec, [small], [hosta])
+        assert not ratings[0].suitable and "too small" in ratings[0].rejected[0]
+        smaller = spec._replace(name="fits01", disks=spec.disks[:1], headroom=0.0)
+        placed = place(smaller, choose(smaller, [small], [hosta]).location)
+        disk = backing / "fits01" / "Virtual Hard Disks" / "os.vhdx"
+        assert disk.stat().st_blocks * 512 >= 36 * MiB and len(placed.files) == 2
+        with vhdkit.open(disk) as d:
+            assert (d.size, d.disk_type) == (20 * MiB, "fixed")
+    finally:
+        tenant.unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(backing / "fits01", ignore_errors=True)
+
+
+def test_a_vm_that_requires_encryption_is_placed_encrypted(world):
+    from vhdkit.placement import place
+
+    from .test_locations import encrypted_tcons, fresh_sealed_pool, wait_for
+
+    samba, (hosta, _), _ = world
+    spec = VmSpec("sec02", ("hosta",), (DiskSpec("os.vhdx", GiB),), require_encryption=True)
+    share1 = Location(samba.url("share1"), identity=hosta.identity)  # not asked to encrypt
+    best = choose(spec, [share1], [hosta])
+    assert best.capacity.encrypted and best.location.encrypt  # it can, so it will be asked to
+    fresh_sealed_pool()
+    wait_for(lambda: encrypted_tcons(samba, "share1") == 0)
+    placed = place(spec, share1)
+    assert encrypted_tcons(samba, "share1") >= 1  # the server saw the files arrive encrypted
+    assert (samba.share_path("share1") / "sec02" / "Virtual Hard Disks" / "os.vhdx").is_file()
+    assert len(placed.files) == 2

@@ -2,7 +2,7 @@
 
     {"hosts": [{"name": "hosta", "username": "svc-hosta", "password_env": "HOSTA_SMB_PASSWORD", "local": true},
                {"name": "hostb", "username": "svc-hostb", "credentials_file": "/etc/vhdkit/hostb.cred"}],
-     "locations": ["smb://fs1.example:445/vms", "/srv/vms"],
+     "locations": ["smb://fs1.example:445/vms", {"where": "smb://fs2.example/vms", "encrypt": true}, "/srv/vms"],
      "measure_as": "hosta"}
 
 JSON, or TOML with the same keys (Python 3.11+). Passwords are never written in the file: each host
@@ -55,8 +55,18 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     identity = next((h.identity for h in hosts if h.name == measurer), None)
     if data.get("measure_as") and identity is None:
         raise PlacementError(f"measure_as names {measurer!r}, which is no host with an identity")
-    locations = tuple(Location(str(w), identity=identity) for w in data.get("locations", ()))
+    locations = tuple(_location(w, identity) for w in data.get("locations", ()))
     return Inventory(hosts, locations)
+
+
+def _location(entry: Any, identity: Identity | None) -> Location:
+    """A path or URL, or {"where": ..., "encrypt": true} for a share always spoken to encrypted."""
+    if isinstance(entry, dict):
+        extra = set(entry) - {"where", "encrypt"}
+        if extra or "where" not in entry:
+            raise PlacementError(f"a location needs where; unknown keys: {', '.join(sorted(extra)) or 'none'}")
+        return Location(str(entry["where"]), identity=identity, encrypt=bool(entry.get("encrypt", False)))
+    return Location(str(entry), identity=identity)
 
 
 def _host(entry: dict[str, Any]) -> Host:

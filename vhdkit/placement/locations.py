@@ -9,8 +9,9 @@ creating and removing a probe file. Passwords never appear in a repr, a message 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, NamedTuple
+from typing import Any, ContextManager, NamedTuple
 
 from ..errors import PlacementError, StorageError
 from ..storage import is_url
@@ -64,6 +65,19 @@ class Location:
             loc = SmbLocation(where, username=identity.username, password=identity.password)
             remember_password(loc.host, loc.port, identity.username, identity.password)
 
+    def policy(self) -> ContextManager[None]:
+        """While inside, files opened here by URL honour this location's encryption."""
+        if not (self.is_smb and self.encrypt):
+            return contextlib.nullcontext()
+        from ..storage.smb import SmbLocation, encryption_required
+
+        loc = SmbLocation(self.where)
+        return encryption_required(loc.host, loc.port)
+
+    def sealed(self) -> "Location":
+        """This location, spoken to with SMB 3 encryption."""
+        return self if self.encrypt or not self.is_smb else Location(self.where, identity=self.identity, encrypt=True)
+
     def __repr__(self) -> str:
         return f"Location({self.where!r})"
 
@@ -83,13 +97,19 @@ class Location:
             session = smbclient.register_session(loc.host, username=loc.username, password=loc.password,
                                                  port=loc.port, encrypt=self.encrypt or None,
                                                  connection_cache=cache, connection_timeout=10)
-            vol = smbclient.stat_volume(_share_root(loc), **loc.options, connection_cache=cache)
+            vol = smbclient.stat_volume(_share_root(loc), **loc.credentials, connection_cache=cache)
+            # encrypted: the whole session, or this share's tree connect (a share the server seals)
+            encrypted = bool(session.encrypt_data) or any(
+                tree.encrypt_data for tree in session.tree_connect_table.values()
+                if tree.share_name.lower() == rf"\\{loc.host}\{loc.share}".lower())
         except Exception as e:  # noqa: BLE001 - smbprotocol's errors are many; none may show a password
+            if self.encrypt and "encrypt" in str(e).lower():
+                raise StorageError(f"{loc.url} does not offer SMB 3 encryption") from None
             raise StorageError(f"cannot measure {loc.url}: {_without(e, loc.password)}") from None
         finally:
             _close(cache)
         dialect = _DIALECTS.get(getattr(session.connection, "dialect", None))
-        return Capacity(vol.total_size, vol.caller_available_size, dialect, bool(session.encrypt_data))
+        return Capacity(vol.total_size, vol.caller_available_size, dialect, encrypted)
 
     # -- reach -------------------------------------------------------------------------------
     def reach(self, host: Host) -> Reach:
@@ -107,7 +127,7 @@ class Location:
 
         loc = self._smb(host.identity)
         cache: dict[str, Any] = {}  # a connection of its own: really log in with these credentials
-        options = dict(loc.options, connection_cache=cache)
+        options = dict(loc.credentials, connection_cache=cache)
         try:
             smbclient.register_session(loc.host, username=loc.username, password=loc.password, port=loc.port,
                                        connection_cache=cache, connection_timeout=10,
@@ -153,7 +173,8 @@ def _reason(error: BaseException, password: str | None) -> str:
     text = _without(error, password)
     for status, words in (("STATUS_LOGON_FAILURE", "the server refused the credentials"),
                           ("STATUS_ACCESS_DENIED", "access denied"), ("STATUS_BAD_NETWORK_NAME", "no such share"),
-                          ("LogonFailure", "the server refused the credentials"), ("BadNetworkName", "no such share")):
+                          ("LogonFailure", "the server refused the credentials"), ("BadNetworkName", "no such share"),
+                          ("encryption is required but", "the server does not offer SMB 3 encryption")):
         if status in text:
             return words
     return text

@@ -27,7 +27,30 @@ class DiskSpec(NamedTuple):
     name: str  # file name, e.g. "os.vhdx"
     virtual_size: int
     type: str = "dynamic"
-    current_size: int = 4 * MiB  # what the file holds now (a new dynamic VHDX: ~4 MiB)
+    current_size: int | None = None  # bytes the file holds now; None: a new disk
+
+    @property
+    def format(self) -> str:
+        return "vhd" if self.name.lower().endswith(".vhd") else "vhdx"
+
+    def file_bytes(self, full: bool = False) -> int:
+        """Space the file takes: a fixed disk its whole file as created (VHDX: whole 32 MiB
+        blocks, so a 20 MiB fixed disk takes 36 MiB), a dynamic one what it holds now, or with
+        ``full`` what it may grow to."""
+        if self.type == "fixed" or self.current_size is None:
+            if self.format == "vhd":
+                from ..vhd.create import new_file_size as vhd_size
+
+                new = vhd_size(self.virtual_size, self.type)
+            else:
+                from ..vhdx.create import new_file_size as vhdx_size
+
+                new = vhdx_size(self.virtual_size, self.type)
+            if self.type == "fixed":
+                return new
+        else:
+            new = self.current_size
+        return max(self.virtual_size, new) if full else new
 
 
 class VmSpec(NamedTuple):
@@ -41,7 +64,7 @@ class VmSpec(NamedTuple):
     headroom: float = 0.10  # of the location's total, left free after placing
 
     def needed(self) -> int:
-        disks = sum(d.virtual_size if d.type == "fixed" or self.reserve_full else d.current_size for d in self.disks)
+        disks = sum(d.file_bytes(self.reserve_full) for d in self.disks)
         return CONFIG_BYTES + disks + sum(size for _, size in self.checkpoints) + self.saved_state
 
     @classmethod
@@ -54,7 +77,8 @@ class VmSpec(NamedTuple):
             raise PlacementError(f"unknown VM spec keys: {', '.join(sorted(extra))}")
         try:
             disks = tuple(DiskSpec(d["name"], _size(d["virtual_size"]), d.get("type", "dynamic"),
-                                   _size(d.get("current_size", 4 * MiB))) for d in data.get("disks", ()))
+                                   _size(d["current_size"]) if "current_size" in d else None)
+                          for d in data.get("disks", ()))
             return cls(str(data["name"]), tuple(data["hosts"]), disks,
                        tuple((c["disk"], _size(c["size"])) for c in data.get("checkpoints", ())),
                        _size(data.get("saved_state", 0)), bool(data.get("require_encryption", False)),
@@ -84,6 +108,8 @@ def rate(vm: VmSpec, locations: Sequence[Location], hosts: Sequence[Host]) -> li
     needed = vm.needed()
     ratings = []
     for location in locations:
+        if vm.require_encryption:  # a share that can encrypt will be asked to
+            location = location.sealed()
         reasons: list[str] = []
         try:
             capacity: Capacity | None = location.measure()
@@ -101,6 +127,8 @@ def rate(vm: VmSpec, locations: Sequence[Location], hosts: Sequence[Host]) -> li
                 reasons.append(f"speaks SMB {capacity.dialect}; Hyper-V needs SMB 3.0 or later")
             if vm.require_encryption and location.is_smb and not capacity.encrypted:
                 reasons.append("does not encrypt, and the VM requires encryption")
+        elif vm.require_encryption and location.is_smb and "encryption" in reasons[-1]:
+            reasons[-1] = "does not offer SMB 3 encryption, and the VM requires it"
         reaches = tuple(location.reach(by_name[name]) for name in vm.hosts)
         for r in reaches:
             if not r.reachable or not r.writable:
@@ -139,6 +167,13 @@ def place(vm: VmSpec, location: Location) -> Placement:
     """Lay out the VM's folders on ``location``, create its disks (and checkpoint differencing
     disks beside them), write its description, check every disk; on any failure remove what this
     call made and raise PlacementError naming the file that failed."""
+    if vm.require_encryption:
+        location = location.sealed()
+    with location.policy():  # the disks made by URL below go encrypted when the location is
+        return _place(vm, location)
+
+
+def _place(vm: VmSpec, location: Location) -> Placement:
     import json
 
     import vhdkit
@@ -154,8 +189,7 @@ def place(vm: VmSpec, location: Location) -> Placement:
         disks = fs.join(root, "Virtual Hard Disks")
         for disk in vm.disks:
             current = fs.join(disks, disk.name)
-            fmt = "vhd" if disk.name.lower().endswith(".vhd") else "vhdx"
-            vhdkit.create(current, disk.virtual_size, format=fmt, type=disk.type).close()
+            vhdkit.create(current, disk.virtual_size, format=disk.format, type=disk.type).close()
             made_files.append(current)
         for i, (disk_name, _) in enumerate(vm.checkpoints):
             parent = fs.join(disks, disk_name)

@@ -15,6 +15,8 @@ arrive as SMBResponseException, not OSError.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import struct
 import threading
@@ -27,6 +29,7 @@ CHUNK = 1 << 20
 DEFAULT_PORT = 445
 _STATUS_SHARING_VIOLATION = 0xC0000043
 _STATUS_OBJECT_NAME_COLLISION = 0xC0000035
+_STATUS_DISK_FULL = 0xC000007F
 _FSCTL_SET_SPARSE = 0x000900C4
 _FSCTL_SET_ZERO_DATA = 0x000980C8
 _FSCTL_QUERY_ALLOCATED_RANGES = 0x000940CF
@@ -34,9 +37,16 @@ _FSCTL_SRV_REQUEST_RESUME_KEY = 0x00140078
 _FSCTL_SRV_COPYCHUNK_WRITE = 0x001480F2
 _COPYCHUNK_BYTES = 1 << 20  # the largest chunk servers take (MS-SMB2 3.3.3: ServerSideCopyMaxChunkSize)
 _COPYCHUNK_COUNT = 16  # chunks per request (ServerSideCopyMaxNumberofChunks)
+_FILE_ALLOCATION_INFORMATION = 19  # MS-FSCC 2.4.4: the space reserved for a file, in bytes
 
 
 _KNOWN_PASSWORDS: dict[tuple[str, int, str], str] = {}
+
+
+_SEALED_SERVERS: dict[tuple[str, int], int] = {}  # (host, port) -> how many callers require encryption
+# Encrypted sessions live in a pool of their own: smbclient's shared pool hands back an existing
+# session for the same user as it is, so asking it for encryption afterwards changes nothing.
+_SEALED_POOL: dict[str, Any] = {}
 
 
 def remember_password(host: str, port: int, username: str, password: str) -> None:
@@ -45,11 +55,33 @@ def remember_password(host: str, port: int, username: str, password: str) -> Non
     _KNOWN_PASSWORDS[(host, port, username)] = password
 
 
+@contextlib.contextmanager
+def encryption_required(host: str, port: int = DEFAULT_PORT) -> Iterator[None]:
+    """While inside, every smb:// URL for this server is opened as with ``encrypt=True``: how a
+    placement that must be encrypted reaches the vhdkit.create/open calls it makes."""
+    key = (host.lower(), port)
+    _SEALED_SERVERS[key] = _SEALED_SERVERS.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        _SEALED_SERVERS[key] -= 1
+        if not _SEALED_SERVERS[key]:
+            del _SEALED_SERVERS[key]
+
+
+@atexit.register
+def _close_sealed_pool() -> None:
+    if _SEALED_POOL:
+        import smbclient
+
+        smbclient.reset_connection_cache(fail_on_error=False, connection_cache=_SEALED_POOL)
+
+
 class SmbLocation:
     """A parsed smb:// URL with its credentials resolved (the password stays out of ``url``)."""
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 encrypt: bool = False) -> None:
+                 encrypt: bool | None = None) -> None:
         from urllib.parse import unquote, urlsplit
 
         parts = urlsplit(url)
@@ -68,7 +100,11 @@ class SmbLocation:
         self.password = (password or (unquote(parts.password) if parts.password else None)
                          or _KNOWN_PASSWORDS.get((self.host, self.port, self.username or ""))
                          or os.environ.get("VHDKIT_SMB_PASSWORD") or creds.get("password"))
-        self.encrypt = encrypt
+        # encryption: asked for here, or for this server earlier, or by VHDKIT_SMB_ENCRYPT=1
+        self.encrypt = encrypt if encrypt is not None else (
+            (self.host.lower(), self.port) in _SEALED_SERVERS
+            or os.environ.get("VHDKIT_SMB_ENCRYPT", "").lower() in ("1", "yes", "true", "required"))
+        self._connected = False
         user = f"{self.username}@" if self.username else ""
         port = f":{self.port}" if self.port != DEFAULT_PORT else ""
         self.url = f"smb://{user}{self.host}{port}/{'/'.join(segments)}"
@@ -81,24 +117,56 @@ class SmbLocation:
         import smbclient
 
         try:
-            smbclient.register_session(self.host, username=self.username, password=self.password, port=self.port,
-                                       encrypt=self.encrypt or None, connection_timeout=10)
+            session = smbclient.register_session(self.host, username=self.username, password=self.password,
+                                                 port=self.port, encrypt=self.encrypt or None, connection_timeout=10,
+                                                 **self._pool())
         except Exception as e:  # noqa: BLE001 - smbprotocol raises many kinds; none may leak a password
+            if self.encrypt:
+                self._drop_sealed()
+                if "encrypt" in str(e).lower():
+                    raise StorageError(f"{self.url}: the server does not offer SMB 3 encryption, which was "
+                                       "required") from None
             raise StorageError(f"cannot connect to {self.url}: {_safe(e, self.password)}") from None
+        if self.encrypt and not session.encrypt_data:  # never send a byte in the clear when asked not to
+            self._drop_sealed()
+            raise StorageError(f"{self.url}: the server does not offer SMB 3 encryption, which was required")
+        self._connected = True
+
+    def _drop_sealed(self) -> None:
+        """Forget a failed encrypted connection, so the pool never holds a half-made session."""
+        for key in [k for k in _SEALED_POOL if k.lower() == f"{self.host}:{self.port}".lower()]:
+            connection = _SEALED_POOL.pop(key)
+            try:
+                connection.disconnect(True)
+            except Exception:  # noqa: BLE001 - it failed already; closing is tidying up
+                pass
+
+    def _pool(self) -> dict[str, Any]:
+        return {"connection_cache": _SEALED_POOL} if self.encrypt else {}
 
     @property
     def options(self) -> dict[str, Any]:
+        """Keyword arguments for smbclient calls on this server. An encrypted location connects
+        first: smbclient would otherwise put an unencrypted session of its own into the pool."""
+        if self.encrypt and not self._connected:
+            self.connect()
+        return {**self.credentials, **self._pool()}
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        """Who to log in as, for smbclient calls given a connection cache of their own."""
         return {"port": self.port, "username": self.username, "password": self.password}
 
 
 class SmbStore(BaseStore):
     def __init__(self, url: str, *, writable: bool = False, create: bool = False, username: str | None = None,
-                 password: str | None = None, encrypt: bool = False) -> None:
+                 password: str | None = None, encrypt: bool | None = None) -> None:
         import smbclient
 
         self.location = SmbLocation(url, username=username, password=password, encrypt=encrypt)
         self.url = self.location.url
         self.writable = writable or create
+        self.sparse = create  # a new file is made sparse; preallocate() makes it a reserved one
         self._lock = threading.Lock()
         self.location.connect()
         mode = "x+b" if create else ("r+b" if self.writable else "rb")  # "+": FSCTLs need read access too
@@ -117,6 +185,22 @@ class SmbStore(BaseStore):
         """Mark the file sparse (FSCTL_SET_SPARSE), so unwritten ranges take no space and the
         server reports allocated ranges exactly. (Samba drops the mark on rename: set it again.)"""
         self._fsctl(_FSCTL_SET_SPARSE, b"\x01")
+        self.sparse = True
+
+    def preallocate(self, offset: int, n: int) -> bool:
+        """Reserve space for ``offset + n`` bytes (a fixed disk's data), as fallocate does locally:
+        the file stops being sparse, its allocation size is set (MS-FSCC 2.4.4 — the server
+        reserves it, or at least refuses with STATUS_DISK_FULL what does not fit: Samba checks its
+        free space either way and fallocates with "strict allocate"), then its end of file moves."""
+        self._check_writable()
+        if self.sparse:
+            self._fsctl(_FSCTL_SET_SPARSE, b"\x00")
+            self.sparse = False
+        end = offset + n
+        self._set_info(_FILE_ALLOCATION_INFORMATION, struct.pack("<q", end), f"cannot reserve {n} bytes")
+        if end > self._size:
+            self.truncate(end)
+        return True
 
     # -- the Store interface -----------------------------------------------------------------
     def preadinto(self, offset: int, buf: memoryview) -> int:
@@ -239,6 +323,29 @@ class SmbStore(BaseStore):
                 raise self._error("FSCTL failed", e) from None
         return bytes(result or b"")
 
+    def _set_info(self, info_class: int, data: bytes, what: str) -> None:
+        """One SMB2 SET_INFO of a file information class (MS-SMB2 2.2.39) on this file."""
+        from smbclient._io import SMBFileTransaction
+        from smbprotocol.open import SMB2SetInfoRequest, SMB2SetInfoResponse
+
+        request = SMB2SetInfoRequest()
+        request["info_type"] = 1  # SMB2_0_INFO_FILE
+        request["file_info_class"] = info_class
+        request["file_id"] = self._file.fd.file_id
+        request["buffer"] = data
+
+        def receive(sent: Any) -> Any:
+            response = SMB2SetInfoResponse()
+            response.unpack(self._file.fd.connection.receive(sent)["data"].get_value())
+            return response
+
+        with self._lock:
+            try:
+                with SMBFileTransaction(self._file) as tr:
+                    tr += (request, receive)
+            except Exception as e:  # noqa: BLE001
+                raise self._error(what, e) from None
+
     def _check_writable(self) -> None:
         if not self.writable:
             from ..errors import ReadOnlyError
@@ -254,7 +361,7 @@ class SmbStore(BaseStore):
             return ImageExistsError(f"{self.url} already exists")
         if status == _STATUS_SHARING_VIOLATION or "SHARING_VIOLATION" in text.upper():
             return ImageInUseError(f"{self.url} is open for writing elsewhere")
-        if type(e).__name__ == "DiskFull":
+        if type(e).__name__ == "DiskFull" or status == _STATUS_DISK_FULL or "STATUS_DISK_FULL" in text:
             return StorageError(f"{what}: the share is full ({self.url})")
         return StorageError(f"{what}: {self.url}: {text}")
 

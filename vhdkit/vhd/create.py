@@ -65,6 +65,15 @@ def check_parameters(size: int, disk_type: str, block_size: int) -> None:
         raise ValueError(f"VHD block size must be a power of two up to 256 MiB, not {block_size}")
 
 
+def new_file_size(size: int, disk_type: str = "dynamic", block_size: int = L.DEFAULT_BLOCK_SIZE) -> int:
+    """Bytes of the file ``write_new_vhd`` makes (without parent locators): a fixed disk is its
+    data and the footer; a dynamic one the footer copy, header, BAT and footer."""
+    if disk_type == "fixed":
+        return size + L.FOOTER_SIZE
+    table_bytes = align_up(-(-size // block_size) * 4, L.SECTOR)
+    return L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE + table_bytes + L.FOOTER_SIZE
+
+
 def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = L.DEFAULT_BLOCK_SIZE,
                   disk_id: uuid.UUID | None = None, parent: VhdParentLink | None = None) -> None:
     """Write a complete new VHD into an empty ``store`` (the caller flushes)."""
@@ -73,10 +82,12 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
         raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
     unique_id = (disk_id or uuid.uuid4()).bytes
     if disk_type == "fixed":
-        store.truncate(size)
+        # reserve first, then extend: a server reserves only what lies beyond the end of file
         preallocate = getattr(store, "preallocate", None)
         if preallocate is not None:
             preallocate(0, size)
+        if store.size() < size:
+            store.truncate(size)
         store.pwrite(size, build_footer(size, L.DISK_TYPE_FIXED, L.FIXED_DATA_OFFSET, unique_id))
         return
     entries = -(-size // block_size)

@@ -130,6 +130,15 @@ def _region_table(bat_length: int) -> bytes:
     return with_checksum(table)
 
 
+def new_file_size(size: int, disk_type: str = "dynamic", block_size: int = DEFAULT_BLOCK_SIZE,
+                  logical_sector_size: int = 512) -> int:
+    """Bytes of the file ``write_new_vhdx`` makes: the 1 MiB-aligned BAT after the fixed
+    structures, then (fixed disks) every payload block, whole blocks even past the virtual size."""
+    geometry = BatGeometry(size, block_size, logical_sector_size, disk_type == "differencing")
+    payload_start = BAT_OFFSET + align_up(geometry.entry_count * L.BAT_ENTRY_SIZE, MiB)
+    return payload_start + (geometry.data_blocks * block_size if disk_type == "fixed" else 0)
+
+
 def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = DEFAULT_BLOCK_SIZE,
                    logical_sector_size: int = 512, physical_sector_size: int = 4096,
                    disk_id: uuid.UUID | None = None, parent: ParentLink | None = None,
@@ -152,6 +161,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
             bat.set_payload(block, L.PAYLOAD_BLOCK_FULLY_PRESENT, payload_start + block * block_size)
         store.pwrite(BAT_OFFSET, bat.to_bytes())
         file_size = payload_start + geometry.data_blocks * block_size
+        assert file_size == new_file_size(size, disk_type, block_size, logical_sector_size)
         preallocate = getattr(store, "preallocate", None)
         if preallocate is not None:
             preallocate(payload_start, file_size - payload_start)
