@@ -3,6 +3,7 @@ compared with the share's backing files read locally."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -89,6 +90,28 @@ def test_the_password_never_appears_in_output_or_errors(samba, monkeypatch, tmp_
     with pytest.raises(StorageError) as caught:
         vhdkit.open(url.replace(f"{samba.user}@", f"{samba.user}:wrong-{samba.password}@").replace("share1", "nope"))
     assert samba.password not in str(caught.value)
+
+
+def test_the_password_never_appears_in_a_log_line(samba, monkeypatch, caplog):
+    """Every logger at DEBUG (vhdkit's, smbprotocol's, spnego's) through a good session and a
+    refused one: the password is in no record."""
+    from smbclient import reset_connection_cache
+
+    caplog.set_level(logging.DEBUG)
+    url = samba.url("share1", f"{name()}.vhdx")
+    monkeypatch.setenv("VHDKIT_SMB_PASSWORD", samba.password)
+    reset_connection_cache()  # log in afresh, with the records caught
+    with vhdkit.create(url, GiB) as disk:
+        disk.pwrite(0, b"logged" * 100)
+    assert vhdkit.check(url).verdict == "clean"
+    reset_connection_cache()
+    monkeypatch.setenv("VHDKIT_SMB_PASSWORD", "wrong-" + samba.password)
+    with pytest.raises(StorageError):
+        vhdkit.open(url)
+    reset_connection_cache()
+    assert len(caplog.records) > 50  # smbprotocol did talk at DEBUG
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in caplog.records)
+    assert samba.password not in text
 
 
 def test_free_space_is_what_the_server_says(smb_env):
