@@ -1,0 +1,105 @@
+"""``vhdkit migrate --control PATH``: drive a live migration of a disk ``vhdkit serve`` runs.
+
+    vhdkit migrate --control /run/vm1.ctl --to /srv/new/vm1.vhdx --complete
+    vhdkit migrate --control /run/vm1.ctl --to smb://fs1/vms/vm1.vhdx     # leave it mirroring ("ready")
+    vhdkit migrate --control /run/vm1.ctl --complete --delete-source       # switch over later
+    vhdkit migrate --control /run/vm1.ctl --status | --cancel
+
+The guest keeps running throughout; ``--complete`` switches it to the target with a pause of
+milliseconds (printed), verifies the copy, and only then (``--delete-source``) removes the source.
+Exit codes: 0 done, 1 the migration failed or was refused (the guest stays on the source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from vhdkit.copy.service import request
+from vhdkit.units import format_size
+
+from .progress import ProgressBar
+
+
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("migrate", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--control", required=True, metavar="PATH", help="the control socket of vhdkit serve")
+    p.add_argument("--to", metavar="TARGET", help="start a migration to this new image (path or smb:// URL)")
+    p.add_argument("--format", choices=("vhdx", "vhd", "raw"), help="the target's format (default: by its name)")
+    p.add_argument("--mode", choices=("write-blocking", "background"), help="default write-blocking (always converges)")
+    p.add_argument("--speed", help="copy at most this much per second, e.g. 200M")
+    p.add_argument("--granularity", help="dirty tracking grain, e.g. 64K (the default)")
+    p.add_argument("--complete", action="store_true", help="switch the guest over once the copy is ready")
+    p.add_argument("--delete-source", action="store_true", help="after a verified switch-over, delete the source")
+    p.add_argument("--timeout", type=float, help="seconds to wait for the copy to be ready")
+    p.add_argument("--status", action="store_true", help="show the migration's state and exit")
+    p.add_argument("--cancel", action="store_true", help="stop the migration; the guest stays on the source")
+    p.add_argument("--json", action="store_true", help="print the final status as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def ask(cmd: str, **fields: Any) -> dict[str, Any]:
+        answer = request(args.control, cmd, **fields)
+        if not answer.get("ok"):
+            raise SystemExit(_fail(args, answer.get("error", "refused")))
+        return answer
+
+    if args.status:
+        return _show(args, ask("status"))
+    if args.cancel:
+        return _show(args, ask("cancel")["job"])
+    if args.to:
+        ask("migrate", to=args.to, format=args.format, mode=args.mode, speed=args.speed, granularity=args.granularity)
+    elif not args.complete:
+        raise SystemExit(_fail(args, "say --to TARGET, --complete, --status or --cancel"))
+    job = _follow(args, ask)
+    if job["state"] != "ready":
+        return _fail(args, f"the migration is {job['state']}: {job.get('error')}")
+    if not args.complete:
+        return _show(args, job)
+    done = ask("complete", delete_source=args.delete_source)["job"]
+    return _show(args, done)
+
+
+def _follow(args: argparse.Namespace, ask: Any) -> dict[str, Any]:
+    """Until ready (or ended), with a progress bar on a terminal."""
+    bar = ProgressBar("migrating")
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    try:
+        while True:
+            job = ask("wait", state="ready", timeout=0.2)["job"]
+            bar(max(0, job["total"] - job["remaining"]), max(job["total"], 1))
+            if job["state"] not in ("created", "copying", "paused"):
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+    finally:
+        bar.close()
+
+
+def _show(args: argparse.Namespace, job: dict[str, Any]) -> int:
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return 0 if job.get("state") not in ("failed",) else 1
+    inner = job.get("job", job) or {}
+    if "state" not in inner:
+        print(f"{job.get('image')}: no migration")
+        return 0
+    line = (f"{inner['state']}: {inner['source']} -> {inner['target']}, copied {format_size(inner['copied'])}, "
+            f"mirrored {format_size(inner['mirrored'])}")
+    if inner.get("pause_ms") is not None:
+        line += f", switch-over pause {inner['pause_ms']:.1f} ms"
+    if inner.get("error"):
+        line += f" ({inner['error']})"
+    print(line)
+    return 1 if inner["state"] == "failed" else 0
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    import sys
+
+    print(f"vhdkit migrate: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,257 @@
+"""A running disk: a guest's handle, its NBD export, and a control socket that migrates it.
+
+``DiskService`` is what ``vhdkit serve`` runs. The control socket speaks JSON lines, one request
+and one answer per line (``{"cmd": ...}`` -> ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``):
+
+    status                       the disk, and the migration if there is one
+    migrate   to, [format, mode, speed, granularity, in_flight, buf_size, on_source_error, on_target_error]
+                                 create the target and start a mirror job
+    wait      [state, timeout]   until the job reaches a state ("ready" by default) or ends
+    complete  [timeout, delete_source]
+                                 switch over, verify the copy against the source, close the source
+                                 (and delete it, if asked — only after a verified switch-over)
+    cancel                       stop; the guest stays on the source; the unfinished target is removed
+    stop                         end the service
+
+A failed job removes the target it made; the guest never stops, and the source is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from typing import Any
+
+from .. import create as create_image
+from .. import open as open_image
+from ..errors import MigrationError, VhdkitError
+from ..units import parse_size
+from .guest import GuestDisk
+from .mirror import ENDED, MirrorJob
+
+_JOB_OPTIONS = {"mode": str, "speed": "size", "granularity": "size", "in_flight": int, "buf_size": "size",
+                "on_source_error": str, "on_target_error": str, "convergence_window": float, "auto_switch": bool}
+MAX_REQUEST_LINE = 64 * 1024
+
+
+def format_for(target: str) -> str:
+    lowered = target.lower()
+    if lowered.endswith((".vhdx", ".avhdx")):
+        return "vhdx"
+    if lowered.endswith((".vhd", ".avhd")):
+        return "vhd"
+    return "raw"
+
+
+class DiskService:
+    def __init__(self, image: str, *, read_only: bool = False) -> None:
+        self.image = image
+        self.guest = GuestDisk(open_image(image, "r" if read_only else "r+"))
+        self.job: MirrorJob | None = None
+        self.source_path: str | None = None
+        self.target_path: str | None = None
+        self.verified: int | None = None
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._nbd: Any = None
+        self._control: socket.socket | None = None
+        self._control_path: str | None = None
+        self._stopped = threading.Event()
+
+    # -- serving -------------------------------------------------------------------------------
+    def serve_nbd(self, address: str) -> None:
+        from ..nbd import NbdServer
+
+        self._nbd = NbdServer(self.guest, description=os.path.basename(self.image)).listen(address).start()
+
+    def serve_control(self, path: str) -> None:
+        if os.path.exists(path):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)  # the control socket moves disks: its owner only
+        sock.listen(8)
+        self._control, self._control_path = sock, path
+        threading.Thread(target=self._accept, name="vhdkit-control", daemon=True).start()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def stop(self) -> None:
+        job = self.job
+        if job is not None and job.state not in ENDED:
+            self.cancel()
+        if self._nbd is not None:
+            self._nbd.stop()
+        if self._control is not None:
+            self._control.close()
+            if self._control_path and os.path.exists(self._control_path):
+                os.unlink(self._control_path)
+        self.guest.close()
+        self._stopped.set()
+
+    # -- the commands --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        job = self.job
+        return {"image": self.guest.name, "size": self.guest.size,
+                "job": job.status() if job is not None else None, "verified_bytes": self.verified}
+
+    def migrate(self, to: str, *, format: str | None = None, **options: Any) -> dict[str, Any]:  # noqa: A002
+        with self._lock:
+            if self.job is not None and self.job.state not in ENDED:
+                raise MigrationError(f"a migration to {self.job.target.name} is already {self.job.state}")
+            fmt = format or format_for(to)
+            source = self.guest.active
+            sector = {"logical_sector_size": source.logical_sector_size} if fmt == "vhdx" else {}
+            target = create_image(to, source.size, format=fmt, **sector)
+            try:
+                job = MirrorJob(self.guest, target, on_event=self._event, **options)
+                self.job, self.source_path, self.target_path, self.verified = job, self.image, to, None
+                job.start()
+            except BaseException:
+                target.close()
+                _remove(to)
+                self.job = None
+                raise
+            return job.status()
+
+    def wait(self, state: str = "ready", timeout: float | None = None) -> dict[str, Any]:
+        job = self._job()
+        job.wait(state, timeout)
+        return job.status()
+
+    def complete(self, timeout: float | None = None, delete_source: bool = False) -> dict[str, Any]:
+        job = self._job()
+        job.complete(timeout)
+        try:
+            self.verified = job.verify()
+        finally:
+            job.end_verification()
+        job.source.close()
+        self.image = self.target_path or self.image
+        result = job.status()
+        if delete_source and self.source_path:
+            _remove(self.source_path)  # only now: switched, verified, closed
+            result["source_deleted"] = True
+        return result
+
+    def cancel(self) -> dict[str, Any]:
+        job = self._job()
+        job.cancel("cancelled by request")
+        return job.status()
+
+    def _job(self) -> MirrorJob:
+        if self.job is None:
+            raise MigrationError("no migration has been started")
+        return self.job
+
+    def _event(self, event: str, status: dict[str, Any]) -> None:
+        self.events.append({"event": event, **status})
+        if event in ("failed", "cancelled"):
+            threading.Thread(target=self._discard_target, daemon=True).start()
+
+    def _discard_target(self) -> None:
+        """After a failed or cancelled job: close and remove the unfinished target."""
+        job = self.job
+        if job is None:
+            return
+        job.ranges.wait_idle()  # no mirrored write is still on its way to it
+        try:
+            job.target.close()
+        except (VhdkitError, OSError, ValueError):
+            pass
+        if self.target_path:
+            _remove(self.target_path)
+
+    # -- the control socket --------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self._control is not None
+        while True:
+            try:
+                conn, _ = self._control.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            while True:
+                line = reader.readline(MAX_REQUEST_LINE + 1)
+                if not line:
+                    return
+                if len(line) > MAX_REQUEST_LINE:
+                    conn.sendall(b'{"ok": false, "error": "request too long"}\n')
+                    return
+                answer = self.handle(line)
+                try:
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+                except OSError:
+                    return
+                if answer.get("stopping"):
+                    self.stop()
+                    return
+
+    def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
+            cmd = request.pop("cmd", None)
+            if cmd == "status":
+                return {"ok": True, **self.status()}
+            if cmd == "migrate":
+                to = request.pop("to")
+                fmt = request.pop("format", None)
+                return {"ok": True, "job": self.migrate(to, format=fmt, **_job_options(request))}
+            if cmd == "wait":
+                return {"ok": True, "job": self.wait(request.get("state", "ready"), request.get("timeout"))}
+            if cmd == "complete":
+                return {"ok": True, "job": self.complete(request.get("timeout"), bool(request.get("delete_source")))}
+            if cmd == "cancel":
+                return {"ok": True, "job": self.cancel()}
+            if cmd == "stop":
+                return {"ok": True, "stopping": True}
+            return {"ok": False, "error": f"unknown command {cmd!r}"}
+        except (VhdkitError, ValueError, KeyError, TypeError, OSError) as e:
+            return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def _job_options(request: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in request.items():
+        kind = _JOB_OPTIONS.get(key)
+        if kind is None:
+            raise ValueError(f"unknown migration option {key!r}")
+        if value is None:
+            continue
+        out[key] = (value if isinstance(value, int) else parse_size(str(value))) if kind == "size" else kind(value)
+    return out
+
+
+def _remove(path: str) -> None:
+    try:
+        if path.startswith("smb://"):
+            import smbclient
+
+            from ..storage.smb import SmbLocation
+
+            loc = SmbLocation(path)
+            smbclient.remove(loc.unc, **loc.options)
+        elif "://" not in path or path.startswith("file://"):
+            os.unlink(path.removeprefix("file://"))
+    except (OSError, VhdkitError):
+        pass
+
+
+def request(control: str, cmd: str, **fields: Any) -> dict[str, Any]:
+    """One request to a service's control socket, and its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(control)
+        sock.sendall(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
+        with sock.makefile("rb") as reader:
+            line = reader.readline()
+    if not line:
+        raise MigrationError(f"{control}: the service closed the connection without answering")
+    return json.loads(line)
