@@ -34,6 +34,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--complete", action="store_true", help="switch the guest over once the copy is ready")
     p.add_argument("--delete-source", action="store_true", help="after a verified switch-over, delete the source")
     p.add_argument("--timeout", type=float, help="seconds to wait for the copy to be ready")
+    p.add_argument("--detach", action="store_true", help="start the migration and return at once")
     p.add_argument("--status", action="store_true", help="show the migration's state and exit")
     p.add_argument("--cancel", action="store_true", help="stop the migration; the guest stays on the source")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
@@ -52,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cancel:
         return _show(args, ask("cancel")["job"])
     if args.to:
-        ask("migrate", to=args.to, format=args.format, mode=args.mode, speed=args.speed, granularity=args.granularity)
+        started = ask("migrate", to=args.to, format=args.format, mode=args.mode, speed=args.speed,
+                      granularity=args.granularity)
+        if args.detach:
+            return _show(args, started["job"])
     elif not args.complete:
         raise SystemExit(_fail(args, "say --to TARGET, --complete, --status or --cancel"))
     job = _follow(args, ask)

@@ -38,10 +38,21 @@ class Served:
                                                       "--control", str(self.control)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
-        while not (self.nbd.exists() and self.control.exists()):
+        while not self._answers():  # (a socket file alone may be left by a process killed earlier)
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"vhdkit serve did not start: {self.proc.communicate(timeout=5)}")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        import socket
+
+        for path in (self.nbd, self.control):
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(path))
+                except OSError:
+                    return False
+        return True
 
     def stop(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGTERM)

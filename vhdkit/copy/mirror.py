@@ -44,8 +44,11 @@ class MirrorJob:
                  granularity: int = DEFAULT_GRANULARITY, buf_size: int = 1 << 20, in_flight: int = 2,
                  speed: int | None = None, on_source_error: str = "report", on_target_error: str = "report",
                  max_retries: int = 5, target_is_zeroed: bool = True, flush_interval: float = 0.1,
-                 convergence_window: float = 5.0, auto_switch: bool = True,
+                 convergence_window: float = 5.0, auto_switch: bool = True, shallow: bool = False,
                  on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """``shallow``: the source is the top of a differencing chain and the target a new child
+        of a copy of its parents (QEMU's sync=top): only the top layer's own data is copied, and
+        zeros are written as zeros, since the target's parents show through where it holds none."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         for policy in (on_source_error, on_target_error):
@@ -68,7 +71,8 @@ class MirrorJob:
         self.speed = speed
         self.policies = {"source": on_source_error, "target": on_target_error}
         self.max_retries = max_retries
-        self.target_is_zeroed = target_is_zeroed
+        self.shallow = shallow
+        self.target_is_zeroed = target_is_zeroed and not shallow
         self.flush_interval = flush_interval
         self.convergence_window = convergence_window
         self.auto_switch = auto_switch
@@ -102,7 +106,7 @@ class MirrorJob:
         if self.guest.job is not None:
             raise MigrationError(f"{self.guest.name} is already being migrated")
         with self.guest.gate.closed():  # no guest write between "what is allocated" and "watching"
-            for ext in self.source.extents():
+            for ext in self.source.extents(through_parents=not self.shallow):
                 if ext.state is ExtentState.DATA:
                     self.dirty.mark(ext.offset, ext.length)
             self.total = self.dirty.dirty_bytes
@@ -129,25 +133,24 @@ class MirrorJob:
 
     def complete(self, timeout: float | None = None) -> float:
         """Switch the guest to the target (waits for ``ready``); returns the pause in seconds."""
+        return complete_together([self], timeout)
+
+    def _ready_to_switch(self, timeout: float | None) -> None:
         if self.wait("ready", timeout) != "ready":
             raise MigrationError(f"cannot switch over: the job is {self.state}" + (f" ({self.error})" if self.error else ""))
         self._set_state("switching")
-        started = time.perf_counter()
-        try:
-            with self.guest.gate.closed():
-                self._quiesce_copiers()
-                self._copy_rest()
-                self.target.flush()
-                self.guest.changed_since_switch = DirtyMap(self.guest.size, self.dirty.granularity)
-                self.guest.active = self.target
-                self.guest.job = None
-                self.pause = time.perf_counter() - started
-        except BaseException as e:
-            self._fail(f"switch-over failed: {e}")  # the gate is open again, the guest on the source
-            raise MigrationError(f"switch-over failed, the guest stays on the source: {e}") from e
-        self.ended_at = time.perf_counter()
-        self._set_state("completed")
-        return self.pause
+
+    def _finish_behind_gate(self) -> None:
+        """With the guest's gate closed: the last copies, the final flush (nothing switched yet)."""
+        self._quiesce_copiers()
+        self._copy_rest()
+        self.target.flush()
+
+    def _pivot(self, started: float) -> None:
+        self.guest.changed_since_switch = DirtyMap(self.guest.size, self.dirty.granularity)
+        self.guest.active = self.target
+        self.guest.job = None
+        self.pause = time.perf_counter() - started
 
     def cancel(self, why: str = "cancelled") -> None:
         """Stop; the guest stays on the source, which is complete. The target is left as it is."""
@@ -423,6 +426,34 @@ class MirrorJob:
                 pass
 
 
+def complete_together(jobs: list[MirrorJob], timeout: float | None = None) -> float:
+    """Switch several disks of one guest at the same instant: every gate closes, every job
+    finishes and flushes, then all pivot; if any fails, none does (each guest stays on its
+    source). Returns the pause in seconds."""
+    import contextlib
+
+    started = time.perf_counter()
+    try:
+        for job in jobs:
+            job._ready_to_switch(timeout)  # noqa: SLF001 - same module
+        started = time.perf_counter()
+        with contextlib.ExitStack() as gates:
+            for job in jobs:
+                gates.enter_context(job.guest.gate.closed())
+            for job in jobs:
+                job._finish_behind_gate()  # noqa: SLF001
+            for job in jobs:  # nothing below can fail: the switch is all or nothing
+                job._pivot(started)  # noqa: SLF001
+    except BaseException as e:
+        for job in jobs:
+            job._fail(f"switch-over failed: {e}")  # noqa: SLF001 - the gates are open again
+        raise MigrationError(f"switch-over failed, the guest stays on the source: {e}") from e
+    for job in jobs:
+        job.ended_at = time.perf_counter()
+        job._set_state("completed")  # noqa: SLF001
+    return time.perf_counter() - started if len(jobs) > 1 else (jobs[0].pause or 0.0)
+
+
 def _holding_data(*disks: VirtualDisk) -> list[tuple[int, int]]:
     """(offset, length) ranges where any of the disks holds data, merged and in order."""
     ranges = sorted((e.offset, e.offset + e.length) for d in disks for e in d.extents() if e.state is ExtentState.DATA)
@@ -435,4 +466,4 @@ def _holding_data(*disks: VirtualDisk) -> list[tuple[int, int]]:
     return [(start, end - start) for start, end in merged]
 
 
-__all__ = ["ENDED", "MODES", "POLICIES", "STATES", "MirrorJob"]
+__all__ = ["ENDED", "MODES", "POLICIES", "STATES", "MirrorJob", "complete_together"]

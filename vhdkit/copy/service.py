@@ -247,11 +247,15 @@ def _remove(path: str) -> None:
 
 def request(control: str, cmd: str, **fields: Any) -> dict[str, Any]:
     """One request to a service's control socket, and its answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(control)
-        sock.sendall(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
-        with sock.makefile("rb") as reader:
-            line = reader.readline()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(control)
+            sock.sendall(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
+            with sock.makefile("rb") as reader:
+                line = reader.readline()
+    except OSError as e:
+        raise MigrationError(f"cannot reach the control socket {control}: {e.strerror or e} "
+                             "(is vhdkit serve running there?)") from None
     if not line:
         raise MigrationError(f"{control}: the service closed the connection without answering")
     return json.loads(line)

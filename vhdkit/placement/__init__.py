@@ -1,4 +1,5 @@
-"""Placement of VM files on storage locations (local folders, SMB 3 shares): DESIGN.md §7."""
+"""Placement of VM files on storage locations (local folders, SMB 3 shares), and moving running
+VMs between them (Live Storage, Live VSM, Live): DESIGN.md §6, §7."""
 
 from .locations import Capacity, Host, Identity, Location, Reach
 from .planner import DiskSpec, Placement, Rating, VmSpec, choose, place, rate

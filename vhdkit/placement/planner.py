@@ -13,11 +13,11 @@ disks and files, checks them, and removes everything it made if any of it fails.
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple, Sequence
 
 from ..errors import PlacementError, VhdkitError
 from ..units import MiB, format_size, parse_size
+from .folders import Folders
 from .locations import Capacity, Host, Location, Reach
 
 CONFIG_BYTES = 1 * MiB  # a .vmcx/.vmrs pair is well under this
@@ -67,6 +67,11 @@ class VmSpec(NamedTuple):
         disks = sum(d.file_bytes(self.reserve_full) for d in self.disks)
         return CONFIG_BYTES + disks + sum(size for _, size in self.checkpoints) + self.saved_state
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``from_dict`` reads back (the VM's configuration file holds this)."""
+        return dict(self._asdict(), hosts=list(self.hosts), disks=[d._asdict() for d in self.disks],
+                    checkpoints=[{"disk": disk, "size": size} for disk, size in self.checkpoints])
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VmSpec":
         """From JSON/TOML: sizes as bytes or "60G"; unknown keys refused (a typo is not ignored)."""
@@ -77,7 +82,7 @@ class VmSpec(NamedTuple):
             raise PlacementError(f"unknown VM spec keys: {', '.join(sorted(extra))}")
         try:
             disks = tuple(DiskSpec(d["name"], _size(d["virtual_size"]), d.get("type", "dynamic"),
-                                   _size(d["current_size"]) if "current_size" in d else None)
+                                   _size(d["current_size"]) if d.get("current_size") is not None else None)
                           for d in data.get("disks", ()))
             return cls(str(data["name"]), tuple(data["hosts"]), disks,
                        tuple((c["disk"], _size(c["size"])) for c in data.get("checkpoints", ())),
@@ -178,7 +183,7 @@ def _place(vm: VmSpec, location: Location) -> Placement:
 
     import vhdkit
 
-    fs = _Folders(location)
+    fs = Folders(location)
     root = fs.join(location.where, vm.name)
     made_files: list[str] = []
     current = root
@@ -198,7 +203,7 @@ def _place(vm: VmSpec, location: Location) -> Placement:
             vhdkit.create(current, format="vhdx", parent=parent).close()
             made_files.append(current)
         current = fs.join(fs.join(root, "Virtual Machines"), f"{vm.name}.vhdkit.json")
-        fs.write(current, json.dumps(vm._asdict() | {"disks": [d._asdict() for d in vm.disks]}, indent=2).encode())
+        fs.write(current, json.dumps(vm.to_dict(), indent=2).encode())
         made_files.append(current)
         for path in made_files[:-1]:
             current = path
@@ -210,69 +215,6 @@ def _place(vm: VmSpec, location: Location) -> Placement:
         raise PlacementError(f"placing {vm.name} on {location.where} failed at {current}: {e} "
                              "(everything this placement made was removed)") from None
     return Placement(vm.name, root, tuple(made_files))
-
-
-class _Folders:
-    """Folders and small files on a location, remembering what it made so it can take it back."""
-
-    def __init__(self, location: Location) -> None:
-        self.location = location
-        self.made: list[tuple[str, str]] = []  # ("dir" | "file", path), in order made
-
-    def join(self, base: str, name: str) -> str:
-        return f"{base.rstrip('/')}/{name}" if self.location.is_smb else os.path.join(base, name)
-
-    def _smb(self, path: str) -> tuple[str, dict[str, Any]]:
-        from .locations import _share_root
-
-        loc = self.location._smb(None)  # noqa: SLF001 - same package
-        target = type(loc)(path, username=loc.username, password=loc.password)
-        return _share_root(target), target.options
-
-    def mkdir(self, path: str) -> None:
-        if self.location.is_smb:
-            import smbclient
-
-            unc, options = self._smb(path)
-            try:
-                smbclient.mkdir(unc, **options)
-            except OSError as e:
-                if e.errno != 17:
-                    raise
-                return
-        else:
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                return
-        self.made.append(("dir", path))
-
-    def write(self, path: str, data: bytes) -> None:
-        if self.location.is_smb:
-            import smbclient
-
-            unc, options = self._smb(path)
-            with smbclient.open_file(unc, "xb", **options) as f:
-                f.write(data)
-        else:
-            with open(path, "xb") as f:
-                f.write(data)
-
-    def undo(self) -> None:
-        """Remove the folders made, with everything in them (only this call put files there)."""
-        for kind, path in reversed(self.made):
-            try:
-                if self.location.is_smb:
-                    import smbclient.shutil
-
-                    unc, options = self._smb(path)
-                    smbclient.shutil.rmtree(unc, **options)
-                else:
-                    import shutil
-
-                    shutil.rmtree(path)
-            except (OSError, Exception):  # noqa: BLE001 - best effort: the first error is the one reported
-                pass
 
 
 __all__ = ["CONFIG_BYTES", "FOLDERS", "DiskSpec", "Placement", "Rating", "VmSpec", "choose", "place", "rate"]
