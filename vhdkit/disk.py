@@ -291,6 +291,17 @@ class VirtualDisk(io.RawIOBase):
         if self._flushable():
             self.store.writeback_hint()
 
+    def start_writeback(self, wait: bool = False) -> None:
+        """Let the store write back what was written (``wait``: and wait for it), no flush."""
+        if self._flushable():
+            writeback = getattr(self.store, "start_writeback", None)
+            if writeback is not None:
+                writeback(wait)
+
+    def publish(self) -> None:
+        """A disk opened ``unpublished`` (being built where nobody uses it yet) becomes an ordinary
+        one: from now on every metadata change is ordered and crash-safe. Call it flushed."""
+
     def _flushable(self) -> bool:
         return not self.closed and not self._closing and self._writable
 

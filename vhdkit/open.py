@@ -74,6 +74,7 @@ def open(  # noqa: A001 - named like tarfile.open
     allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
     resolve_parents: bool = True,
     tolerate_checksum: bool = False,
+    unpublished: bool = False,
 ) -> VirtualDisk:
     """Open an image (path or URL) as a VirtualDisk.
 
@@ -83,13 +84,18 @@ def open(  # noqa: A001 - named like tarfile.open
     ``resolve_parents=False`` opens a differencing disk without its parent (metadata only;
     reads that need the parent raise ParentNotFoundError). ``tolerate_checksum`` opens a VHD
     whose footer or dynamic header checksum is wrong (read-only; the damage is in ``problems``).
+    ``unpublished`` (with "r+"): the image is being filled where nobody uses it yet (a migration's
+    target before its switch-over), so metadata skips the log and the ordering flushes until
+    ``publish()``; a crash before then may leave it inconsistent, and it must then be discarded.
     """
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', not {mode!r}")
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if unpublished and mode != "r+":
+        raise ValueError("unpublished is for images opened r+")
     options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum)
-    return _open_chain(target, mode == "r+", format, options, chain=[])
+    return _open_chain(target, mode == "r+", format, options, chain=[], unpublished=unpublished)
 
 
 class _Options:
@@ -101,16 +107,16 @@ class _Options:
 
 
 def _open_chain(target: str | os.PathLike[str], writable: bool, format: str | None,  # noqa: A002
-                options: _Options, chain: list[str]) -> VirtualDisk:
+                options: _Options, chain: list[str], unpublished: bool = False) -> VirtualDisk:
     store = open_store(target, writable=writable)
     try:
         fmt = format or detect_format(store)
         resolver = _ParentResolver(options, chain + [_identity(store.url)]) if options.resolve_parents else None
         if fmt == "vhdx":
-            return disk_class("vhdx")(store, writable=writable, parent_resolver=resolver)
+            return disk_class("vhdx")(store, writable=writable, parent_resolver=resolver, unpublished=unpublished)
         if fmt == "vhd":
             return disk_class("vhd")(store, writable=writable, parent_resolver=resolver,
-                                     tolerate_checksum=options.tolerate_checksum)
+                                     tolerate_checksum=options.tolerate_checksum, unpublished=unpublished)
         return RawDisk(store, writable=writable)
     except BaseException:
         store.close()

@@ -69,6 +69,15 @@ def same_content(image: Path, shadow: Path) -> bool:
     return run("qemu-img", "compare", "-f", fmt, "-F", "raw", image, shadow, check=False).returncode == 0
 
 
+def source_is_the_shadow(served: Served, guest: Guest, shadow: Path) -> None:
+    """The guest stops (every write it made acknowledged, and in its shadow); the disk it was
+    left on — the source, through the export — reads exactly as the shadow."""
+    rc, out = guest.stop()
+    assert rc == 0 and int(out.split()[0]) > 20, out
+    same = run("qemu-img", "compare", "-f", "raw", "-F", "raw", served.uri, shadow, check=False)
+    assert same.returncode == 0, same.stdout
+
+
 def finish_elsewhere(served: Served, tmp_path: Path) -> None:
     """A new migration, to a local folder, starts and completes."""
     again = tmp_path / "again" / "dst.vhdx"
@@ -97,12 +106,12 @@ def test_the_target_share_fills_up_for_real(tmp_path, smb_env):
         while (small / "moved.vhdx").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sorted(p.name for p in small.iterdir()) == ["other-tenant.bin"]  # the partial target is gone
+        source_is_the_shadow(served, guest, shadow)
         finish_elsewhere(served, tmp_path)
     finally:
         tenant.unlink(missing_ok=True)
-        rc, out = guest.stop()
+        guest.stop()
         served.stop()
-    assert rc == 0, out
     assert same_content(tmp_path / "again" / "dst.vhdx", shadow)
 
 
@@ -121,11 +130,11 @@ def test_the_file_server_stops_mid_job_and_the_guest_carries_on(tmp_path, smb_en
             time.sleep(0.3)
         finally:
             samba.start()
+        source_is_the_shadow(served, guest, shadow)
         finish_elsewhere(served, tmp_path)
     finally:
-        rc, out = guest.stop()
+        guest.stop()
         served.stop()
-    assert rc == 0, out
     assert same_content(tmp_path / "again" / "dst.vhdx", shadow)
 
 

@@ -141,13 +141,14 @@ def test_live_migration_local_to_local(tmp_path, src_fmt, dst):
     assert job["source"].endswith(f"src.{src_fmt}") and (tmp_path / f"src.{src_fmt}").exists()
 
 
-def test_live_migration_to_an_smb_share_deleting_the_source(tmp_path, smb_env):
+@pytest.mark.parametrize("src_fmt", ["raw", "vhd", "vhdx"])
+def test_live_migration_to_an_smb_share_deleting_the_source(tmp_path, smb_env, src_fmt):
     samba = smb_env
     name = f"moved-{os.urandom(4).hex()}.vhdx"
-    job = live_migration(tmp_path, "vhdx", samba.url("share1", name), samba.share_path("share1") / name, 200,
+    job = live_migration(tmp_path, src_fmt, samba.url("share1", name), samba.share_path("share1") / name, 200,
                          "--delete-source")
     assert job["target"].startswith("smb://") and job["source_deleted"]
-    assert not (tmp_path / "src.vhdx").exists()  # only after the verified switch-over
+    assert not (tmp_path / f"src.{src_fmt}").exists()  # only after the verified switch-over
 
 
 def test_migrate_refuses_clearly_and_the_guest_stays(tmp_path):

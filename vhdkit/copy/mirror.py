@@ -37,6 +37,7 @@ MODES = ("write-blocking", "background")
 POLICIES = ("report", "retry", "stop")
 STATES = ("created", "copying", "ready", "switching", "completed", "failed", "cancelled", "paused")
 ENDED = ("completed", "failed", "cancelled")
+WRITEBACK_EVERY = 1 << 62  # copied bytes between two writeback starts on the target
 
 
 class MirrorJob:
@@ -95,6 +96,8 @@ class MirrorJob:
         self._hold = False  # copiers stop picking new work (switch-over, pause, end)
         self._retries = 0
         self._written_since_flush = False
+        self._settling = False
+        self._since_writeback = 0
         self._last_flush = 0.0
         self._samples: list[tuple[float, int]] = []
 
@@ -141,10 +144,12 @@ class MirrorJob:
         self._set_state("switching")
 
     def _finish_behind_gate(self) -> None:
-        """With the guest's gate closed: the last copies, the final flush (nothing switched yet)."""
+        """With the guest's gate closed: the last copies, the final flush, and the target made an
+        ordinary image (its metadata through the log from now on), nothing switched yet."""
         self._quiesce_copiers()
         self._copy_rest()
         self.target.flush()
+        self.target.publish()
 
     def _pivot(self, started: float) -> None:
         self.guest.changed_since_switch = DirtyMap(self.guest.size, self.dirty.granularity)
@@ -263,25 +268,54 @@ class MirrorJob:
                     self.dirty.mark_grains(first, end)
                     self._trouble("source", f"reading {length} bytes at {offset:#x}: {e}")
                     continue
-                if view == memoryview(zeros)[:length] and self.target_is_zeroed and not self.dirty.touched(first, end):
-                    self.skipped_zero += length  # the target reads zeros there already
-                else:
-                    try:
-                        self.target.pwrite(offset, view)
-                    except Exception as e:  # noqa: BLE001
-                        self.dirty.mark_grains(first, end)
-                        self._trouble("target", f"writing {length} bytes at {offset:#x}: {e}")
-                        continue
-                    self.dirty.touch_grains(first, end)
-                    self.copied += length
+                try:
+                    wrote = self._write_target(first, end, offset, view, zeros)
+                except Exception as e:  # noqa: BLE001
+                    self.dirty.mark_grains(first, end)
+                    self._trouble("target", f"writing {length} bytes at {offset:#x}: {e}")
+                    continue
+                self.copied += wrote
+                self.skipped_zero += length - wrote
+                if wrote:
                     self._written_since_flush = True
                     self._retries = 0
-                    self._throttle(length)
+                    self._since_writeback += wrote
+                    if self._since_writeback >= WRITEBACK_EVERY:  # spread the writeback over the pass
+                        self._since_writeback = 0
+                        self.target.start_writeback()
+                    self._throttle(wrote)
             finally:
                 self.ranges.release(first, end)
                 with self._cond:
                     self._copying_now -= 1
                     self._cond.notify_all()
+
+    def _write_target(self, first: int, end: int, offset: int, view: memoryview, zeros: bytes) -> int:
+        """Write a copied run to the target, leaving out whole grains of zeros where the target
+        reads zeros already (a 64 KiB guest write in a fresh 2 MiB VHDX block makes the whole
+        block "data"; only that grain is worth copying). Returns the bytes written."""
+        g = self.dirty.granularity
+        if not self.target_is_zeroed:
+            self.target.pwrite(offset, view)
+            self.dirty.touch_grains(first, end)
+            return len(view)
+        wrote = 0
+        run_start = None  # grain where the current run of grains to write began
+        for grain in range(first, end + 1):
+            keep = False
+            if grain < end:
+                at = (grain - first) * g
+                piece = view[at : at + g]
+                keep = piece != memoryview(zeros)[: len(piece)] or self.dirty.touched(grain, grain + 1)
+            if keep and run_start is None:
+                run_start = grain
+            elif not keep and run_start is not None:
+                lo, hi = (run_start - first) * g, min((grain - first) * g, len(view))
+                self.target.pwrite(offset + lo, view[lo:hi])
+                self.dirty.touch_grains(run_start, grain)
+                wrote += hi - lo
+                run_start = None
+        return wrote
 
     def _claim(self) -> tuple[int, int] | None:
         """The next dirty run, cleared and owned; None when the job is over."""
@@ -297,26 +331,48 @@ class MirrorJob:
                     # or, waiting on the range lock, is mirrored after this copy (write-blocking)
                     self.dirty.clear_grains(*run)
                     break
-                if self.state == "copying" and not self._copying_now and not self._hold:
-                    self._became_ready()
-                self._cond.wait(self.flush_interval)
-            self._flush_ahead()
+                settle = self.state == "copying" and not self._copying_now and not self._hold and not self._settling
+                if settle:
+                    self._settling = True  # one copier flushes; the others wait
+                else:
+                    self._cond.wait(self.flush_interval)
+            if settle:
+                self._settle()
+            else:
+                self._flush_ahead()
         self.ranges.acquire(*run)  # waits out a guest write to these grains
         return run
 
-    def _became_ready(self) -> None:  # under self._cond
-        self.state = "ready"
-        self.ready_at = time.perf_counter()
-        self._cond.notify_all()
-        threading.Thread(target=self._emit, args=("ready",), daemon=True).start()
+    def _settle(self) -> None:
+        """The pass is done: flush the target once (as QEMU does on reaching READY, so what is
+        left for the switch-over is only what the guest writes from now on), then be ready,
+        unless the guest dirtied more meanwhile (background mode)."""
+        try:
+            self.target.start_writeback(wait=True)  # the bulk of it, without a journal commit
+            self.target.flush()  # then a short one
+        except Exception as e:  # noqa: BLE001
+            with self._cond:
+                self._settling = False
+            self._trouble("target", f"flushing: {e}")
+            return
+        with self._cond:
+            self._settling = False
+            self._last_flush = time.perf_counter()
+            if self.state == "copying" and not self.dirty.dirty_grains and not self._copying_now:
+                self.state = "ready"
+                self.ready_at = time.perf_counter()
+                self._cond.notify_all()
+                threading.Thread(target=self._emit, args=("ready",), daemon=True).start()
 
     def _flush_ahead(self) -> None:
+        """While ready: start the target's writeback now and then (without waiting for it), so
+        the flush inside the switch-over finds little left to write."""
         if self.state == "ready" and self._written_since_flush and \
                 time.perf_counter() - self._last_flush >= self.flush_interval:
             self._written_since_flush = False
             self._last_flush = time.perf_counter()
             try:
-                self.target.flush()
+                self.target.start_writeback()
             except Exception as e:  # noqa: BLE001
                 self._trouble("target", f"flushing: {e}")
 

@@ -7,7 +7,7 @@ and one answer per line (``{"cmd": ...}`` -> ``{"ok": true, ...}`` or ``{"ok": f
     migrate   to, [format, mode, speed, granularity, in_flight, buf_size, on_source_error, on_target_error]
                                  create the target and start a mirror job
     wait      [state, timeout]   until the job reaches a state ("ready" by default) or ends
-    complete  [timeout, delete_source]
+    complete  [timeout, delete_source, verify]
                                  switch over, verify the copy against the source, close the source
                                  (and delete it, if asked — only after a verified switch-over)
     cancel                       stop; the guest stays on the source; the unfinished target is removed
@@ -32,8 +32,17 @@ from .guest import GuestDisk
 from .mirror import ENDED, MirrorJob
 
 _JOB_OPTIONS = {"mode": str, "speed": "size", "granularity": "size", "in_flight": int, "buf_size": "size",
-                "on_source_error": str, "on_target_error": str, "convergence_window": float, "auto_switch": bool}
+                "on_source_error": str, "on_target_error": str, "convergence_window": float, "auto_switch": bool,
+                "flush_interval": float}
 MAX_REQUEST_LINE = 64 * 1024
+
+
+def create_target(path: str, size: int | None = None, **options: Any) -> Any:
+    """A new image for a mirror job to fill, opened ``unpublished``: nobody uses it until the
+    switch-over, so its metadata need not go through the log (each block allocation would cost
+    flushes the guest's mirrored writes wait behind); the job publishes it at the switch-over."""
+    create_image(path, size, **options).close()
+    return open_image(path, "r+", unpublished=True)
 
 
 def format_for(target: str) -> str:
@@ -59,6 +68,7 @@ class DiskService:
         self._control: socket.socket | None = None
         self._control_path: str | None = None
         self._stopped = threading.Event()
+        self._closing: list[threading.Thread] = []
 
     # -- serving -------------------------------------------------------------------------------
     def serve_nbd(self, address: str) -> None:
@@ -90,6 +100,8 @@ class DiskService:
             if self._control_path and os.path.exists(self._control_path):
                 os.unlink(self._control_path)
         self.guest.close()
+        for closing in self._closing:
+            closing.join()
         self._stopped.set()
 
     # -- the commands --------------------------------------------------------------------------
@@ -105,7 +117,7 @@ class DiskService:
             fmt = format or format_for(to)
             source = self.guest.active
             sector = {"logical_sector_size": source.logical_sector_size} if fmt == "vhdx" else {}
-            target = create_image(to, source.size, format=fmt, **sector)
+            target = create_target(to, source.size, format=fmt, **sector)
             try:
                 job = MirrorJob(self.guest, target, on_event=self._event, **options)
                 self.job, self.source_path, self.target_path, self.verified = job, self.image, to, None
@@ -122,19 +134,28 @@ class DiskService:
         job.wait(state, timeout)
         return job.status()
 
-    def complete(self, timeout: float | None = None, delete_source: bool = False) -> dict[str, Any]:
+    def complete(self, timeout: float | None = None, delete_source: bool = False, verify: bool = True) -> dict[str, Any]:
         job = self._job()
+        if delete_source and not verify:
+            raise MigrationError("the source is deleted only after a verified switch-over")
         job.complete(timeout)
-        try:
-            self.verified = job.verify()
-        finally:
+        if verify:
+            try:
+                self.verified = job.verify()
+            finally:
+                job.end_verification()
+        else:
             job.end_verification()
-        job.source.close()
         self.image = self.target_path or self.image
         result = job.status()
         if delete_source and self.source_path:
+            job.source.close()
             _remove(self.source_path)  # only now: switched, verified, closed
             result["source_deleted"] = True
+        else:  # closing flushes the old file: nothing the guest waits for, so not in the answer's way
+            closing = threading.Thread(target=job.source.close, name="vhdkit-close-source", daemon=False)
+            closing.start()
+            self._closing.append(closing)
         return result
 
     def cancel(self) -> dict[str, Any]:
@@ -208,7 +229,8 @@ class DiskService:
             if cmd == "wait":
                 return {"ok": True, "job": self.wait(request.get("state", "ready"), request.get("timeout"))}
             if cmd == "complete":
-                return {"ok": True, "job": self.complete(request.get("timeout"), bool(request.get("delete_source")))}
+                return {"ok": True, "job": self.complete(request.get("timeout"), bool(request.get("delete_source")),
+                                                         bool(request.get("verify", True)))}
             if cmd == "cancel":
                 return {"ok": True, "job": self.cancel()}
             if cmd == "stop":

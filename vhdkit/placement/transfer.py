@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Sequence
 
 from ..copy.guest import GuestDisk
 from ..copy.mirror import MirrorJob, complete_together
+from ..copy.service import create_target
 from ..errors import PlacementError, VhdkitError
 from ..units import format_size
 from .folders import Folders, copy_file
@@ -207,8 +208,6 @@ def _preconditions(vm: RunningVm, to: Location, runs_on: Host, needed: int, dest
 
 
 def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> MirrorJob:
-    import vhdkit
-
     source = guest.active
     info = source.info()
     fmt = "vhd" if info.format == "vhd" else ("raw" if info.format == "raw" else "vhdx")
@@ -217,12 +216,12 @@ def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> M
         parent_name = _file_name(source.parent.name)
         parent = (target_path.rsplit("/", 1)[0] + "/" + parent_name if "://" in target_path
                   else os.path.join(os.path.dirname(target_path), parent_name))
-        target = vhdkit.create(target_path, format=fmt, parent=parent, disk_id=disk_id)
+        target = create_target(target_path, format=fmt, parent=parent, disk_id=disk_id)
         shallow = True
     else:
         kind = "fixed" if info.type == "fixed" else "dynamic"
         extra = {"block_size": info.block_size} if info.block_size else {}
-        target = vhdkit.create(target_path, source.size, format=fmt, type=kind, disk_id=disk_id, **extra)
+        target = create_target(target_path, source.size, format=fmt, type=kind, disk_id=disk_id, **extra)
         shallow = False
     try:
         return MirrorJob(guest, target, shallow=shallow, **options).start()

@@ -105,6 +105,9 @@ class BaseStore:
     def writeback_hint(self) -> None:
         pass
 
+    def start_writeback(self, wait: bool = False) -> None:
+        """Write back what was written (``wait``: and wait), without a flush's commit (see LocalStore)."""
+
     def _require_writable(self) -> None:
         if not self.writable:
             raise ReadOnlyError(f"{self.url} is open read-only")

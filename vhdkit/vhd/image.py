@@ -295,6 +295,10 @@ class VhdDisk(VirtualDisk):
                     yield Extent(run_pos, run_len, ExtentState.DATA if present else ExtentState.PARENT)
 
     # -- writing -------------------------------------------------------------------------------
+    def publish(self) -> None:
+        with self._write_lock:
+            self._ordered = True
+
     def _write_aligned(self, offset: int, data: memoryview) -> None:
         self._check_open()
         if not self._writable:

@@ -67,6 +67,12 @@ class VhdxDisk(VirtualDisk):
             else:
                 self.parent = parent_resolver(self)
 
+    def publish(self) -> None:
+        if self._unpublished and self._session is not None:
+            with self._write_lock:
+                self._session = WriteSession(self)  # headers and log on the first write after this
+                self._unpublished = False
+
     # -- opening -------------------------------------------------------------------------------
     def _replay(self, store: Store, writable: bool) -> Store:
         if not writable:
