@@ -291,6 +291,13 @@ class VirtualDisk(io.RawIOBase):
         if self._flushable():
             self.store.writeback_hint()
 
+    def resize(self, new_size: int, *, force: bool = False) -> None:
+        """Change the virtual size: grow (the new part reads zeros), or shrink where the format
+        allows it and the part cut holds no data (``force``: cut it anyway)."""
+        from .errors import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(f"{self.format_name} images cannot be resized here")
+
     def start_writeback(self, wait: bool = False) -> None:
         """Let the store write back what was written (``wait``: and wait for it), no flush."""
         if self._flushable():
@@ -345,6 +352,28 @@ class RawDisk(VirtualDisk):
 
     def _write_aligned(self, offset: int, data: memoryview) -> None:
         self.store.pwrite(offset, data)
+
+    def resize(self, new_size: int, *, force: bool = False) -> None:
+        from .errors import ReadOnlyError, VhdkitError
+
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name} is open read-only")
+        if new_size < 0:
+            raise VhdkitError("the new size must not be negative")
+        if new_size < self.size and not force:
+            buf = bytearray(1 << 20)
+            for ext in self.extents(new_size, self.size - new_size):
+                if ext.state is not ExtentState.DATA:
+                    continue
+                pos = ext.offset
+                while pos < ext.offset + ext.length:
+                    n = self.preadinto(pos, memoryview(buf)[: min(len(buf), ext.offset + ext.length - pos)])
+                    if any(memoryview(buf)[:n]):
+                        raise VhdkitError(f"shrinking {self.name} would cut data stored past {new_size} bytes "
+                                          "(force to cut it)")
+                    pos += n
+        self.store.truncate(new_size)
+        self.size = new_size
 
     def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
         end = offset + length

@@ -299,6 +299,11 @@ class VhdDisk(VirtualDisk):
         with self._write_lock:
             self._ordered = True
 
+    def resize(self, new_size: int, *, force: bool = False) -> None:
+        from .resize import resize
+
+        resize(self, new_size, force=force)
+
     def _write_aligned(self, offset: int, data: memoryview) -> None:
         self._check_open()
         if not self._writable:

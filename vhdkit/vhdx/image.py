@@ -67,6 +67,11 @@ class VhdxDisk(VirtualDisk):
             else:
                 self.parent = parent_resolver(self)
 
+    def resize(self, new_size: int, *, force: bool = False) -> None:
+        from .resize import resize
+
+        resize(self, new_size, force=force)
+
     def publish(self) -> None:
         if self._unpublished and self._session is not None:
             with self._write_lock:
