@@ -26,7 +26,7 @@ from .check import check
 from .convert import convert
 from .create import BLANK_SIZES, create
 from .open import detect_format, open
-from .resize import resize
+from .resize import compact, resize
 
 __version__ = "0.1.0"
 

@@ -27,10 +27,10 @@ MODELS = ["prefix", "flushed"]
 
 
 def run_cut(path: Path, budget: int | None, model: str, scenario: Callable[[VhdxDisk], None],
-            resolver=None) -> CrashingStore:
+            resolver=None, disk_class=VhdxDisk) -> CrashingStore:
     store = CrashingStore(LocalStore(path, writable=True), budget, model)
     try:
-        disk = VhdxDisk(store, writable=True, parent_resolver=resolver)
+        disk = disk_class(store, writable=True, parent_resolver=resolver)
         try:
             scenario(disk)
         finally:

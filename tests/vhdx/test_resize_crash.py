@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 
 import vhdkit
-from vhdkit.storage import LocalStore
 from vhdkit.vhd.image import VhdDisk
 from vhdkit.vhdx import VhdxDisk
 
 from ..conftest import run
-from .crashing import CrashingStore, PowerCut
+from .test_crash_points import run_cut
 
 MiB, GiB = 1 << 20, 1 << 30
 SPOTS = (0, 7 * MiB + 512, 60 * MiB)
@@ -38,20 +37,8 @@ def pristine(path: Path, fmt: str, size: int) -> dict[int, bytes]:
 
 
 def cut_resize(path: Path, fmt: str, new_size: int, budget: int | None, model: str) -> int:
-    store = CrashingStore(LocalStore(path, writable=True), budget, model)
-    try:
-        disk = (VhdxDisk if fmt == "vhdx" else VhdDisk)(store, writable=True)
-        try:
-            disk.resize(new_size)
-        finally:
-            try:
-                disk.close()
-            except PowerCut:
-                pass
-    except PowerCut:
-        pass
-    finally:
-        store.base.close()
+    store = run_cut(path, budget, model, lambda disk: disk.resize(new_size, force=True),
+                    disk_class=VhdxDisk if fmt == "vhdx" else VhdDisk)
     return store.ops
 
 
@@ -59,6 +46,7 @@ def cut_resize(path: Path, fmt: str, new_size: int, budget: int | None, model: s
     ("vhdx", 64 * MiB, GiB),  # the BAT region has room: new entries in place
     ("vhdx", GiB, 256 * GiB),  # it has not: a new BAT at the end, the region tables moved to it
     ("vhdx", 256 * MiB, 64 * MiB),  # shrink over empty space
+    ("vhdx", 256 * MiB, 32 * MiB),  # forced, cutting the block at 60 MiB: the file end is cut too
     ("vhd", 64 * MiB, 96 * MiB),  # the BAT's sector has room
     ("vhd", 64 * MiB, GiB),  # it has not: the BAT moves where the footer was
 ])

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..disk import ExtentState, VirtualDisk
+from ..disk import ExtentState, VirtualDisk, is_zero
 from ..errors import MigrationError
 from .dirty import DEFAULT_GRANULARITY, DirtyMap, RangeLock
 from .guest import GuestDisk
@@ -306,7 +306,7 @@ class MirrorJob:
             if grain < end:
                 at = (grain - first) * g
                 piece = view[at : at + g]
-                keep = piece != memoryview(zeros)[: len(piece)] or self.dirty.touched(grain, grain + 1)
+                keep = not is_zero(piece) or self.dirty.touched(grain, grain + 1)
             if keep and run_start is None:
                 run_start = grain
             elif not keep and run_start is not None:

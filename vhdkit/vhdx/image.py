@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError
@@ -23,6 +23,9 @@ from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequen
 from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
+
+if TYPE_CHECKING:
+    from .compact import CompactReport
 
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
@@ -66,6 +69,11 @@ class VhdxDisk(VirtualDisk):
                 self.parent = None
             else:
                 self.parent = parent_resolver(self)
+
+    def compact(self) -> "CompactReport":
+        from .compact import compact
+
+        return compact(self)
 
     def resize(self, new_size: int, *, force: bool = False) -> None:
         from .resize import resize

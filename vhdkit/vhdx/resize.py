@@ -115,7 +115,9 @@ def _cut_unreferenced_tail(disk: "VhdxDisk") -> None:
             length = L.SECTOR_BITMAP_BLOCK_SIZE if index % (ratio + 1) == ratio else disk.geometry.block_size
             end = max(end, offset + length)
     if align_up(end, MiB) < store.size():
+        disk._session.end()  # noqa: SLF001 - no log entry may claim the old, longer file (see compact)
         store.truncate(align_up(end, MiB))
+        store.flush()
 
 
 def _le(entries: array) -> bytes:
@@ -129,7 +131,7 @@ def _le(entries: array) -> bytes:
 
 def _stored_past(disk: "VhdxDisk", new_size: int) -> int:
     """Bytes this layer stores past ``new_size`` that are not zero."""
-    from ..disk import ExtentState
+    from ..disk import ExtentState, is_zero
 
     nonzero = 0
     buf = bytearray(MiB)
@@ -141,7 +143,7 @@ def _stored_past(disk: "VhdxDisk", new_size: int) -> int:
             n = min(MiB, end - pos)
             view = memoryview(buf)[:n]
             disk.preadinto(pos, view)
-            if any(view):
+            if not is_zero(view):
                 nonzero += n
             pos += n
     return nonzero

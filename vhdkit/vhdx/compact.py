@@ -1,0 +1,184 @@
+"""Compact a VHDX (Optimize-VHD): give back what blocks of zeros and the gaps between blocks take.
+
+1. Every FULLY_PRESENT payload block that reads all zeros stops being stored: NOT_PRESENT in a
+   dynamic disk (which reads zeros), ZERO in a differencing one (NOT_PRESENT there would show the
+   parent's bytes). BAT changes go through the log, a batch per log entry.
+2. Blocks (and sector bitmaps) are moved down into the free space below them, the last one in
+   the file first: each is copied into space nothing refers to, the copies flushed, then one log
+   entry points the BAT at them (a crash before it leaves the old places in use and the copies
+   unreferenced; after it, the new ones).
+3. The file is cut after its last used byte.
+
+A fixed disk is left as it is (its blocks are its reserved space). Works on a closed image: it
+opens it for writing, so the advisory lock every vhdkit writer takes keeps it from a disk in use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..disk import is_zero
+from ..units import MiB, align_up
+from . import layout as L
+from .session import Transaction
+
+if TYPE_CHECKING:
+    from .image import VhdxDisk
+
+BATCH = 192  # BAT changes per log entry: each touches at most one 4 KiB BAT sector, and a 1 MiB log holds ~250
+
+
+class CompactReport(NamedTuple):
+    zero_blocks: int  # blocks found all zeros and no longer stored
+    moved: int  # blocks and bitmaps moved down
+    old_file_size: int
+    new_file_size: int
+
+    @property
+    def reclaimed(self) -> int:
+        return self.old_file_size - self.new_file_size
+
+
+def compact(disk: "VhdxDisk") -> CompactReport:
+    disk._check_writable()  # noqa: SLF001 - this package's own disk
+    store = disk.file_store
+    old_size = store.size()
+    if disk.metadata.leave_block_allocated:
+        return CompactReport(0, 0, old_size, old_size)
+    with disk._write_lock:  # noqa: SLF001
+        session = disk._session  # noqa: SLF001
+        assert session is not None
+        session.begin(user_visible=False)  # the disk's content does not change
+        zeroed = _drop_zero_blocks(disk)
+        moved = _move_down(disk)
+        end = _used_end(disk)
+        if end < store.size():
+            # the log's entries say the file was at least its old size (FlushedFileOffset); a
+            # replay after a crash would call the shorter file truncated: empty the log first
+            session.end()
+            store.truncate(end)
+            store.flush()
+    return CompactReport(zeroed, moved, old_size, store.size())
+
+
+def _drop_zero_blocks(disk: "VhdxDisk") -> int:
+    g = disk.geometry
+    bs = g.block_size
+    gone_state = L.PAYLOAD_BLOCK_ZERO if g.has_parent else L.PAYLOAD_BLOCK_NOT_PRESENT
+    buf = bytearray(bs)
+    tx, pending, dropped = Transaction(), 0, 0
+    for block in range(g.data_blocks):
+        state, offset = disk.bat.payload(block)
+        if state != L.PAYLOAD_BLOCK_FULLY_PRESENT:
+            continue
+        n = min(bs, disk.size - block * bs)
+        view = memoryview(buf)[:n]
+        disk.store.preadinto(offset, view)
+        if not is_zero(view):
+            continue
+        tx.touch_bat(disk.bat.set_payload(block, gone_state, 0))
+        pending += 1
+        dropped += 1
+        if pending >= BATCH:
+            disk._session.commit(tx)  # noqa: SLF001
+            tx, pending = Transaction(), 0
+    if pending:
+        disk._session.commit(tx)  # noqa: SLF001
+    return dropped
+
+
+class _Piece(NamedTuple):
+    offset: int
+    length: int
+    index: int  # BAT entry
+
+
+def _pieces(disk: "VhdxDisk") -> list[_Piece]:
+    """Every stored payload block and sector bitmap, by file offset."""
+    ratio = disk.geometry.chunk_ratio
+    out = []
+    for index, value in enumerate(disk.bat.entries):
+        offset = (value >> L.BAT_OFFSET_SHIFT) * MiB
+        state = value & L.BAT_STATE_MASK
+        if not offset:
+            continue
+        is_bitmap = index % (ratio + 1) == ratio
+        if is_bitmap and state == L.SB_BLOCK_PRESENT:
+            out.append(_Piece(offset, L.SECTOR_BITMAP_BLOCK_SIZE, index))
+        elif not is_bitmap and state in (L.PAYLOAD_BLOCK_FULLY_PRESENT, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT):
+            out.append(_Piece(offset, disk.geometry.block_size, index))
+    return sorted(out)
+
+
+def _fixed_end(disk: "VhdxDisk") -> int:
+    """End of the structures that never move: header section, log, regions (BAT, metadata)."""
+    end = max([L.HEADER_SECTION_SIZE, disk.header.log_offset + disk.header.log_length]
+              + [r.end for r in disk.regions.current.regions])
+    return align_up(end, MiB)
+
+
+def _move_down(disk: "VhdxDisk") -> int:
+    """Move the last pieces into the lowest gaps that hold them, a batch per log entry."""
+    store = disk.file_store
+    moved = 0
+    while True:
+        pieces = _pieces(disk)
+        gaps = _gaps(pieces, _fixed_end(disk))
+        plan: list[tuple[_Piece, int]] = []
+        taken: list[tuple[int, int]] = []
+        for piece in reversed(pieces):
+            spot = _fit(gaps, piece, taken)
+            if spot is None:
+                continue
+            plan.append((piece, spot))
+            taken.append((spot, piece.length))
+            if len(plan) >= BATCH:
+                break
+        if not plan:
+            return moved
+        buf = bytearray(max(p.length for p, _ in plan))
+        for piece, spot in plan:  # copies into space nothing refers to
+            view = memoryview(buf)[: piece.length]
+            store.preadinto(piece.offset, view)
+            store.pwrite(spot, view)
+        store.flush()
+        tx = Transaction()
+        for piece, spot in plan:
+            value = disk.bat.entries[piece.index]
+            disk.bat.entries[piece.index] = (spot // MiB) << L.BAT_OFFSET_SHIFT | (value & L.BAT_STATE_MASK)
+            tx.touch_bat(piece.index)
+        disk._session.commit(tx)  # noqa: SLF001
+        disk._bitmap_cache.clear()  # noqa: SLF001
+        moved += len(plan)
+
+
+def _gaps(pieces: list[_Piece], start: int) -> list[tuple[int, int]]:
+    gaps, at = [], start
+    for piece in pieces:
+        if piece.offset > at:
+            gaps.append((at, piece.offset - at))
+        at = max(at, piece.offset + piece.length)
+    return gaps
+
+
+def _fit(gaps: list[tuple[int, int]], piece: _Piece, taken: list[tuple[int, int]]) -> int | None:
+    """The lowest 1 MiB-aligned spot below ``piece`` in a gap, not already planned for another."""
+    for gap_start, gap_length in gaps:
+        spot = align_up(gap_start, MiB)
+        while spot + piece.length <= gap_start + gap_length and spot < piece.offset:
+            clash = next((t for t in taken if t[0] < spot + piece.length and spot < t[0] + t[1]), None)
+            if clash is None:
+                return spot
+            spot = align_up(clash[0] + clash[1], MiB)
+        if gap_start >= piece.offset:
+            break
+    return None
+
+
+def _used_end(disk: "VhdxDisk") -> int:
+    pieces = _pieces(disk)
+    end = max([_fixed_end(disk)] + [p.offset + p.length for p in pieces])
+    return align_up(end, MiB)
+
+
+__all__ = ["CompactReport", "compact"]
