@@ -51,6 +51,20 @@ def hot_freed_memory(delay_ms: int = 10_000) -> Iterator[str]:
         _PAGE_REPORTING_DELAY.write_text(old)
 
 
+def runs_and_size(doc: str | None, runs: int = 5, size: str = "1G") -> tuple[int, str, int]:
+    """The --runs and --size every file-size benchmark takes: (runs, size as given, size in bytes)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT))
+    from vhdkit.units import parse_size
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--size", default=size)
+    args = ap.parse_args()
+    return args.runs, args.size, parse_size(args.size)
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 

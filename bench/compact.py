@@ -15,7 +15,6 @@ target, so the -t writeback row (one flush at the end) is the like-for-like peer
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
@@ -24,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table, timed
+from _common import hot_freed_memory, installed_vhdkit, median, runs_and_size, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,13 +43,9 @@ def make_source(path: Path, size: int) -> None:
 
 
 def main() -> int:
-    from vhdkit.units import format_size, parse_size
+    from vhdkit.units import format_size
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--size", default="1G")
-    args = ap.parse_args()
-    size = parse_size(args.size)
+    runs, size_text, size = runs_and_size(__doc__)
     work = Path(tempfile.mkdtemp(prefix="vhdkit-bench-compact-", dir="/var/tmp"))
     try:
         vhdkit = installed_vhdkit(work)
@@ -60,7 +55,7 @@ def main() -> int:
                                          "qemu-img convert -t writeback": []}
         sizes: dict[str, int] = {}
         with hot_freed_memory() as note:
-            for run in range(args.runs + 1):  # the first round warms up, untimed
+            for run in range(runs + 1):  # the first round warms up, untimed
                 for tool in (list(times) if run % 2 else list(reversed(times))):
                     copy = work / "copy.vhdx"
                     out = work / "out.vhdx"
@@ -86,8 +81,8 @@ def main() -> int:
         q = median(times["qemu-img convert"])
         rows = [(tool, f"{median(ts):.3f}", format_size(sizes[tool]), f"{median(ts) / q:.2f}")
                 for tool, ts in times.items()]
-        print(f"compact a {args.size} dynamic VHDX ({format_size(source.stat().st_size)} file, half its data "
-              f"zeroed by the guest), median of {args.runs}")
+        print(f"compact a {size_text} dynamic VHDX ({format_size(source.stat().st_size)} file, half its data "
+              f"zeroed by the guest), median of {runs}")
         print(table(rows, ("tool", "seconds", "file after", "vs qemu-img")))
         print(f"goal: vhdkit faster than the convert; {note}")
     finally:

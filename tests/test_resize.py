@@ -47,10 +47,11 @@ def readers_agree(path, fmt: str, size: int) -> None:
     assert vhdiinfo(path)["Media size"].endswith(f"({size} bytes)")
     if fmt == "vhdx":
         assert run("qemu-img", "check", path, check=False).returncode == 0
-        from dissect.hypervisor.disk.vhdx import VHDX
+    from dissect.hypervisor.disk.vhd import VHD
+    from dissect.hypervisor.disk.vhdx import VHDX
 
-        with open(path, "rb") as f:
-            assert VHDX(f).size == size
+    with open(path, "rb") as f:
+        assert (VHDX if fmt == "vhdx" else VHD)(f).size == size
     report = vhdkit.check(path)
     assert report.verdict == "clean", report.findings
 

@@ -26,6 +26,7 @@ from .check import check
 from .convert import convert
 from .create import BLANK_SIZES, create
 from .open import detect_format, open
+from .merge import merge
 from .resize import compact, resize
 
 __version__ = "0.1.0"

@@ -63,6 +63,9 @@ class VhdxDisk(VirtualDisk):
         self._write_lock = threading.RLock()
         self._session = (UnpublishedSession(self) if unpublished else WriteSession(self)) if writable else None
         self._unpublished = unpublished
+        # A merge writes a child's own data into this parent: the chain reads the same throughout,
+        # so the child must keep accepting its parent until the merge is done (vhdkit/merge.py).
+        self.keep_data_write_guid = False
         self._broken: BaseException | None = None
         if md.has_parent:
             if parent_resolver is None:
@@ -267,7 +270,7 @@ class VhdxDisk(VirtualDisk):
         assert self._session is not None
         with self._write_lock:
             try:
-                self._session.begin(user_visible=True)
+                self._session.begin(user_visible=not self.keep_data_write_guid)
                 tx = Transaction()
                 for pos, n, block, state, file_offset in self._block_runs(offset, len(data)):
                     piece = data[pos - offset : pos - offset + n]

@@ -1,0 +1,55 @@
+"""``vhdkit merge CHILD``: fold a differencing disk into its parent, or a chain into a new disk
+(Merge-VHD).
+
+    vhdkit merge web01_checkpoint1.avhdx                 # into its parent; the child is removed
+    vhdkit merge web01_checkpoint1.avhdx --into os.vhdx  # the same, saying which parent you mean
+    vhdkit merge web01_checkpoint1.avhdx --to flat.vhdx  # the whole chain into one new disk
+
+Merging into the parent writes the child's own data there; the chain reads the same at every
+moment, so a crash leaves a usable chain. The parent's other children, if any, no longer match
+it afterwards (a VHDX parent says so, and they are refused rather than read wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import vhdkit
+from vhdkit.errors import VhdkitError
+from vhdkit.merge import merge
+from vhdkit.units import format_size
+
+from .progress import ProgressBar
+
+
+def register(sub: Any, help: str) -> None:  # noqa: A002
+    p = sub.add_parser("merge", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("child", help="the differencing disk")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--into", metavar="PARENT", help="its parent (checked: it must be the one it links to)")
+    where.add_argument("--to", metavar="NEW", help="a new image holding the whole chain, read through")
+    p.add_argument("--keep-child", action="store_true", help="leave the child file after merging into the parent")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.into:
+        with vhdkit.open(args.child) as child:
+            linked = child.parent.name if child.parent is not None else None
+        if linked is None or not os.path.samefile(linked, args.into):
+            raise VhdkitError(f"{args.child}'s parent is {linked}, not {args.into}")
+    bar = ProgressBar("merging")
+    try:
+        report = merge(args.child, to=args.to, remove_child=not args.keep_child, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report._asdict()))
+    else:
+        removed = "; the child was removed" if report.child_removed else ""
+        print(f"merged {report.child} into {report.result}: {format_size(report.bytes_merged)}{removed}")
+    return 0

@@ -1,0 +1,91 @@
+"""``vhdkit.merge``: fold a differencing disk into its parent, or a chain into one new disk
+(Merge-VHD).
+
+Into the parent: every range the child stores itself is written into the parent (zeros too: they
+hide the parent's bytes), then the parent is flushed, and only then is the child removed. Read
+through the child, the chain is the same disk at every moment of that, so a crash anywhere leaves
+a usable chain; a VHDX parent keeps its DataWriteGuid while the child's data goes in (its log
+makes each write crash-safe) and changes it at the end, so any other child made against the
+old parent is refused rather than read wrong. To a new disk: the chain, read through, is
+converted into a new image (built under a temporary name, then named), and the chain is left.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Callable, NamedTuple
+
+from .disk import ExtentState, VirtualDisk
+from .errors import VhdkitError
+from .open import open as open_image
+
+CHUNK = 1 << 20
+
+
+class MergeReport(NamedTuple):
+    child: str
+    result: str  # the parent merged into, or the new image
+    bytes_merged: int
+    child_removed: bool
+
+
+def merge(child: str | os.PathLike[str], *, to: str | os.PathLike[str] | None = None,
+          remove_child: bool = True, progress: Callable[[int, int], None] | None = None) -> MergeReport:
+    """Merge ``child`` into its parent (default), or the whole chain into a new image ``to``."""
+    if to is not None:
+        from .convert import convert
+
+        stats = convert(child, to, progress=progress)
+        return MergeReport(os.fspath(child), os.fspath(to), stats.bytes_written, False)
+    with open_image(child) as probe:
+        if probe.parent is None:
+            raise VhdkitError(f"{probe.name} is not a differencing disk: there is nothing to merge it into")
+        parent_path = probe.parent.name
+    with open_image(child) as source, open_image(parent_path, "r+", resolve_parents=True) as parent:
+        merged = merge_into(source, parent, progress=progress)
+    if remove_child:
+        os.unlink(os.fspath(child))
+    return MergeReport(os.fspath(child), parent_path, merged, remove_child)
+
+
+def merge_into(child: VirtualDisk, parent: VirtualDisk, *, progress: Callable[[int, int], None] | None = None) -> int:
+    """Write what ``child`` stores itself into ``parent`` (open read-write); returns the bytes."""
+    if parent.size < child.size:
+        parent.resize(child.size)  # a child grown past its parent: the parent grows first
+    ranges = [(e.offset, e.length) for e in child.extents(through_parents=False) if e.state is ExtentState.DATA]
+    total = sum(length for _, length in ranges)
+    keep = getattr(parent, "keep_data_write_guid", None)
+    if keep is not None:
+        parent.keep_data_write_guid = True  # type: ignore[attr-defined]
+    done = 0
+    buf = bytearray(CHUNK)
+    try:
+        for offset, length in ranges:
+            pos, end = offset, offset + length
+            while pos < end:
+                n = min(CHUNK, end - pos)
+                view = memoryview(buf)[:n]
+                child.preadinto(pos, view)
+                parent.pwrite(pos, view)
+                pos += n
+                done += n
+                if progress is not None:
+                    progress(done, total)
+        parent.flush()
+    finally:
+        if keep is not None:
+            parent.keep_data_write_guid = False  # type: ignore[attr-defined]
+    if keep is not None and done:
+        _new_data_write_guid(parent)
+    return done
+
+
+def _new_data_write_guid(parent: VirtualDisk) -> None:
+    """The parent's content changed: say so, so children made against its old content are refused."""
+    from .vhdx.headers import write_updated_header
+
+    disk = parent  # a VhdxDisk: the only kind with keep_data_write_guid
+    store = disk.file_store  # type: ignore[attr-defined]
+    disk.header = write_updated_header(store, disk.header, data_write_guid=uuid.uuid4())  # type: ignore[attr-defined]
+    store.flush()
