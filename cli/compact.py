@@ -1,9 +1,10 @@
-"""``vhdkit compact IMAGE``: give back the space a dynamic or differencing VHDX no longer needs
-(Optimize-VHD).
+"""``vhdkit compact IMAGE``: give back the space a dynamic or differencing VHD or VHDX no longer
+needs (Optimize-VHD).
 
 Blocks the guest filled with zeros stop being stored, the remaining blocks move down into the
-gaps, and the file is cut after the last one; the disk's content does not change. Every BAT
-change goes through the log, so a crash at any point leaves a whole disk. An image another
+gaps, and the file is cut after the last one; the disk's content does not change. A VHDX's BAT
+changes go through its log, a VHD's are single-sector writes, so a crash at any point leaves a
+whole disk. (A VHD differencing disk keeps its blocks of zeros: they hide the parent.) An image another
 vhdkit writer has open is refused (the advisory lock every writer takes).
 """
 

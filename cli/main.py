@@ -23,7 +23,7 @@ COMMANDS = {
     "check": ("validate images: structure, leaks, parents, policies", "check"),
     "locations": ("free space and reach of storage locations", "placement:register_locations"),
     "place": ("choose a location for a VM's files and create them there", "placement:register_place"),
-    "compact": ("give back space a dynamic VHDX no longer needs", "compact"),
+    "compact": ("give back space a dynamic VHD/VHDX no longer needs", "compact"),
     "merge": ("fold a differencing disk into its parent or a new disk", "merge"),
     "resize": ("change a disk's virtual size (grow; VHDX also shrinks)", "resize"),
     "serve": ("export a disk over NBD, ready to be moved live", "serve"),

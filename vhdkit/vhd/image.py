@@ -299,6 +299,11 @@ class VhdDisk(VirtualDisk):
         with self._write_lock:
             self._ordered = True
 
+    def compact(self) -> object:
+        from .compact import compact
+
+        return compact(self)
+
     def resize(self, new_size: int, *, force: bool = False) -> None:
         from .resize import resize
 
