@@ -100,14 +100,15 @@ def _move_down(disk: "VhdDisk") -> int:
     buf = bytearray(slot)
     while True:
         used = sorted((entry * L.SECTOR, block) for block, entry in enumerate(disk.bat) if entry != L.BAT_UNUSED)
+        limit = _data_start(disk) + len(used) * slot  # the end, once packed: only blocks past it move
         gaps, at = [], _data_start(disk)
         for offset, _ in used:
-            if offset - at >= slot:
-                gaps.append((at, offset))
+            if min(offset, limit) - at >= slot:
+                gaps.append((at, min(offset, limit)))
             at = max(at, offset + slot)
         plan: dict[int, int] = {}
         for offset, block in reversed(used):
-            if len(plan) >= BATCH or not gaps or gaps[0][0] >= offset:
+            if len(plan) >= BATCH or not gaps or gaps[0][0] >= offset or offset + slot <= limit:
                 break
             start, end = gaps[0]
             plan[block] = start

@@ -118,15 +118,20 @@ def _fixed_end(disk: "VhdxDisk") -> int:
 
 
 def _move_down(disk: "VhdxDisk") -> int:
-    """Move the last pieces into the lowest gaps that hold them, a batch per log entry."""
+    """Move the pieces lying past where the compacted file will end into the gaps below it, the
+    last first, a batch per log entry (pieces already below that end stay where they are)."""
     store = disk.file_store
     moved = 0
     while True:
         pieces = _pieces(disk)
-        gaps = _gaps(pieces, _fixed_end(disk))
+        start = _fixed_end(disk)
+        limit = start + sum(align_up(p.length, MiB) for p in pieces)  # the end, once packed
+        gaps = [(a, min(n, limit - a)) for a, n in _gaps(pieces, start) if a < limit]
         plan: list[tuple[_Piece, int]] = []
         taken: list[tuple[int, int]] = []
         for piece in reversed(pieces):
+            if piece.offset + piece.length <= limit:
+                break
             spot = _fit(gaps, piece, taken)
             if spot is None:
                 continue
