@@ -99,6 +99,7 @@ class GuestDisk:
         return bytes(buf[:got])
 
     def pwrite(self, offset: int, data: Any, *, fua: bool = False) -> int:
+        length = memoryview(data).nbytes
         with self.gate.request():
             job = self.job
             if job is not None:
@@ -106,11 +107,11 @@ class GuestDisk:
             else:
                 changed = self.changed_since_switch
                 if changed is not None:  # marked before the write: a verifier that reads it sees the mark
-                    changed.mark(offset, len(memoryview(data).cast("B")))
+                    changed.mark(offset, length)
                 self.active.pwrite(offset, data)
             if fua:
                 self.active.flush()
-        return len(memoryview(data).cast("B"))
+        return length
 
     def write_zeroes(self, offset: int, length: int, *, fua: bool = False) -> None:
         end = offset + length

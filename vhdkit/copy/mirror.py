@@ -37,7 +37,6 @@ MODES = ("write-blocking", "background")
 POLICIES = ("report", "retry", "stop")
 STATES = ("created", "copying", "ready", "switching", "completed", "failed", "cancelled", "paused")
 ENDED = ("completed", "failed", "cancelled")
-WRITEBACK_EVERY = 1 << 62  # copied bytes between two writeback starts on the target
 
 
 class MirrorJob:
@@ -97,7 +96,6 @@ class MirrorJob:
         self._retries = 0
         self._written_since_flush = False
         self._settling = False
-        self._since_writeback = 0
         self._last_flush = 0.0
         self._samples: list[tuple[float, int]] = []
 
@@ -231,10 +229,6 @@ class MirrorJob:
             self.ranges.release(first, end)
 
     # -- status --------------------------------------------------------------------------------
-    @property
-    def remaining(self) -> int:
-        return self.dirty.dirty_bytes + self._copying_now * self.buf_grains * self.dirty.granularity
-
     def status(self) -> dict[str, Any]:
         now = time.perf_counter()
         return {
@@ -251,7 +245,6 @@ class MirrorJob:
     # -- the copy pass -------------------------------------------------------------------------
     def _copier(self) -> None:
         buf = bytearray(self.buf_grains * self.dirty.granularity)
-        zeros = bytes(len(buf))
         while True:
             claim = self._claim()
             if claim is None:
@@ -269,7 +262,7 @@ class MirrorJob:
                     self._trouble("source", f"reading {length} bytes at {offset:#x}: {e}")
                     continue
                 try:
-                    wrote = self._write_target(first, end, offset, view, zeros)
+                    wrote = self._write_target(first, end, offset, view)
                 except Exception as e:  # noqa: BLE001
                     self.dirty.mark_grains(first, end)
                     self._trouble("target", f"writing {length} bytes at {offset:#x}: {e}")
@@ -279,10 +272,6 @@ class MirrorJob:
                 if wrote:
                     self._written_since_flush = True
                     self._retries = 0
-                    self._since_writeback += wrote
-                    if self._since_writeback >= WRITEBACK_EVERY:  # spread the writeback over the pass
-                        self._since_writeback = 0
-                        self.target.start_writeback()
                     self._throttle(wrote)
             finally:
                 self.ranges.release(first, end)
@@ -290,7 +279,7 @@ class MirrorJob:
                     self._copying_now -= 1
                     self._cond.notify_all()
 
-    def _write_target(self, first: int, end: int, offset: int, view: memoryview, zeros: bytes) -> int:
+    def _write_target(self, first: int, end: int, offset: int, view: memoryview) -> int:
         """Write a copied run to the target, leaving out whole grains of zeros where the target
         reads zeros already (a 64 KiB guest write in a fresh 2 MiB VHDX block makes the whole
         block "data"; only that grain is worth copying). Returns the bytes written."""

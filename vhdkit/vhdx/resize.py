@@ -73,14 +73,15 @@ def resize(disk: "VhdxDisk", new_size: int, *, force: bool = False) -> None:
         new_bytes = new.entry_count * L.BAT_ENTRY_SIZE
         if fixed and new.data_blocks > old.data_blocks:
             _allocate_fixed_blocks(disk, entries, old, new)
+        table = BlockAllocationTable(new, entries, 0).to_bytes()  # the new BAT's bytes, wherever they go
         if new_bytes <= region.length:
             bat_offset = region.file_offset
             if new.entry_count > old.entry_count:  # entries past the old count: nothing reads them yet
                 start = old.entry_count * L.BAT_ENTRY_SIZE
-                store.pwrite(bat_offset + start, _le(entries)[start:new_bytes])
+                store.pwrite(bat_offset + start, table[start:new_bytes])
         else:
             bat_offset = disk._allocate(align_up(new_bytes, MiB))  # noqa: SLF001
-            store.pwrite(bat_offset, _le(entries))
+            store.pwrite(bat_offset, table)
             for copy_offset in L.REGION_TABLE_OFFSETS:
                 tx.sectors[copy_offset] = _moved_bat_region_table(store, copy_offset, bat_offset,
                                                                   align_up(new_bytes, MiB))
@@ -118,15 +119,6 @@ def _cut_unreferenced_tail(disk: "VhdxDisk") -> None:
         disk._session.end()  # noqa: SLF001 - no log entry may claim the old, longer file (see compact)
         store.truncate(align_up(end, MiB))
         store.flush()
-
-
-def _le(entries: array) -> bytes:
-    import sys
-
-    if sys.byteorder == "big":
-        entries = array("Q", entries)
-        entries.byteswap()
-    return entries.tobytes()
 
 
 def _stored_past(disk: "VhdxDisk", new_size: int) -> int:
