@@ -86,3 +86,21 @@ def test_bad_clients_are_answered_or_dropped_and_others_still_served(tmp_path):
     finally:
         server.stop()
         disk.close()
+
+
+def test_a_tcp_export_on_loopback_serves_an_outside_client(tmp_path):
+    from ..conftest import run
+
+    disk = vhdkit.create(tmp_path / "t.vhdx", 8 * MiB)
+    disk.pwrite(MiB, b"over tcp")
+    server = NbdServer(disk).listen("tcp:127.0.0.1:0").start()  # port 0: the kernel picks one
+    try:
+        host, port = server.address
+        info = run("nbdinfo", "--size", f"nbd://{host}:{port}")
+        assert int(info.stdout) == 8 * MiB
+        copy = tmp_path / "copy.raw"
+        run("nbdcopy", f"nbd://{host}:{port}", copy)
+        assert copy.read_bytes()[MiB : MiB + 8] == b"over tcp"
+    finally:
+        server.stop()
+        disk.close()
