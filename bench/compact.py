@@ -5,12 +5,14 @@ only way to give the space back on Linux today (qemu-img has no compact for VHDX
     python bench/compact.py [--runs 5] [--size 1G]
 
 Source: a dynamic VHDX (2 MiB blocks) with random data in 60% of its 8 MiB pieces, of which the
-guest then zeroed every other piece. Each run starts from a fresh copy of that file (`cp
---sparse=always`, untimed, then `sync`), whole processes; vhdkit's installed copy is timed
-(bench/README.md). Both end with the same content (checked); the table gives the median time,
-the resulting file size, and the ratio to qemu-img's default run. vhdkit compact is crash-safe:
-it flushes before every log entry (14 fsyncs here); qemu-img convert by default never flushes its
-target, so the -t writeback row (one flush at the end) is the like-for-like peer.
+guest then zeroed every other piece. Each run starts from a fresh copy of that file, untimed, then
+`sync`: `cp --sparse=always` (the zeroed blocks become holes in the file, as a guest's TRIM or a
+sparse-aware copy leaves them: both tools skip reading them) and `cp --sparse=never` (every zero
+byte is stored and must be read). Whole processes; vhdkit's installed copy is timed
+(bench/README.md). Both end with the same content (checked); the table gives the median time, the
+resulting file size, and the ratio to qemu-img's default run on the same copy. vhdkit compact is
+crash-safe: it flushes before every log entry (14 fsyncs here); qemu-img convert by default never
+flushes its target, so the -t writeback row (one flush at the end) is the like-for-like peer.
 """
 
 from __future__ import annotations
@@ -51,17 +53,19 @@ def main() -> int:
         vhdkit = installed_vhdkit(work)
         source = work / "source.vhdx"
         make_source(source, size)
-        times: dict[str, list[float]] = {"vhdkit compact": [], "qemu-img convert": [],
-                                         "qemu-img convert -t writeback": []}
-        sizes: dict[str, int] = {}
+        tools = ("vhdkit compact", "qemu-img convert", "qemu-img convert -t writeback")
+        times: dict[tuple[str, str], list[float]] = {(copy, tool): [] for copy in ("sparse", "dense") for tool in tools}
+        sizes: dict[tuple[str, str], int] = {}
         with hot_freed_memory() as note:
             for run in range(runs + 1):  # the first round warms up, untimed
-                for tool in (list(times) if run % 2 else list(reversed(times))):
+                for key in (list(times) if run % 2 else list(reversed(times))):
+                    layout, tool = key
                     copy = work / "copy.vhdx"
                     out = work / "out.vhdx"
                     for p in (copy, out):
                         p.unlink(missing_ok=True)
-                    subprocess.run(["cp", "--sparse=always", str(source), str(copy)], check=True)
+                    subprocess.run(["cp", f"--sparse={'always' if layout == 'sparse' else 'never'}", str(source), str(copy)],
+                                   check=True)
                     if tool == "vhdkit compact":
                         t = timed([vhdkit, "compact", str(copy)], settle=True)
                         result = copy
@@ -71,19 +75,21 @@ def main() -> int:
                                    "block_size=2097152", str(copy), str(out)], settle=True)
                         result = out
                     if run:
-                        times[tool].append(t)
-                    sizes[tool] = result.stat().st_size
+                        times[key].append(t)
+                    sizes[key] = result.stat().st_size
                     same = subprocess.run(["qemu-img", "compare", "-f", "vhdx", "-F", "vhdx", str(result), str(source)],
                                           capture_output=True)
                     if same.returncode != 0:
                         print(f"{tool} changed the content!", file=sys.stderr)
                         return 1
-        q = median(times["qemu-img convert"])
-        rows = [(tool, f"{median(ts):.3f}", format_size(sizes[tool]), f"{median(ts) / q:.2f}")
-                for tool, ts in times.items()]
+        rows = []
+        for (layout, tool), ts in times.items():
+            peer = median(times[(layout, "qemu-img convert")])
+            rows.append((f"{layout} copy", tool, f"{median(ts):.3f}", format_size(sizes[(layout, tool)]),
+                         f"{median(ts) / peer:.2f}"))
         print(f"compact a {size_text} dynamic VHDX ({format_size(source.stat().st_size)} file, half its data "
               f"zeroed by the guest), median of {runs}")
-        print(table(rows, ("tool", "seconds", "file after", "vs qemu-img")))
+        print(table(rows, ("source file", "tool", "seconds", "file after", "vs qemu-img")))
         print(f"goal: vhdkit faster than the convert; {note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -156,3 +156,47 @@ def test_what_counts_as_a_url(target, expected):
     assert is_url(target) is expected
     if expected:  # agrees with the standard library where it says "URL"
         assert urlparse(target).scheme == target.split("://")[0]
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "read-write"])
+def test_copy_range_within_a_store(tmp_path, kernel):
+    path = tmp_path / "f"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data + bytes(3 << 20))
+    with LocalStore(path, writable=True) as store:
+        if kernel:
+            store.copy_range(1000, 4 << 20, (1 << 20) + 7)
+        else:  # what a store without copy_file_range does
+            super(LocalStore, store).copy_range(1000, 4 << 20, (1 << 20) + 7)
+        assert store.pread(4 << 20, (1 << 20) + 8) == data[1000 : 1000 + (1 << 20) + 7] + b"\0"
+        assert store.pread(0, len(data)) == data
+        with pytest.raises(StorageError, match="short read"):
+            store.copy_range(5 << 20, 2 << 20, 2 << 20)  # runs past the end of the file
+    with LocalStore(path) as store, pytest.raises(ReadOnlyError):
+        store.copy_range(0, 4 << 20, 10)
+
+
+def test_stored_zeros_skips_holes_and_finds_late_data(tmp_path):
+    from vhdkit.disk import StoredZeros
+
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.truncate(8 << 20)  # all hole
+        f.seek(4 << 20)
+        f.write(bytes(1 << 20))  # stored zeros
+        f.seek((6 << 20) + 300_000)  # data past the first 256 KiB piece of its range
+        f.write(b"\1")
+    with LocalStore(path) as store:
+        reads = []
+        original = store.preadinto
+        store.preadinto = lambda offset, buf: reads.append(offset) or original(offset, buf)  # type: ignore[method-assign]
+        zeros = StoredZeros(store)
+        hole_ranges = [start for start, _ in store.allocated_ranges()]
+        assert zeros(0, 4 << 20)
+        if hole_ranges and hole_ranges[0] >= 4 << 20:  # the filesystem reports holes: none was read
+            assert reads == []
+        assert zeros(4 << 20, 2 << 20)
+        assert not zeros(6 << 20, 1 << 20)
+        assert not zeros((6 << 20) + 300_000, 1)
+        assert zeros((6 << 20) + 300_001, (2 << 20) - 300_001)
+        assert zeros((8 << 20) - 10, 100)  # past the end reads zeros

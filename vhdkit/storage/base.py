@@ -51,6 +51,9 @@ class Store(Protocol):
     def writeback_hint(self) -> None:
         """Hint: start writing what has been written so far; a later flush() will wait less."""
 
+    def copy_range(self, src: int, dst: int, n: int) -> None:
+        """Copy ``n`` bytes within the store from ``src`` to ``dst`` (the ranges must not overlap)."""
+
 
 class BaseStore:
     """Shared behaviour: bounds checks, read-only refusal, sparse hints that do nothing."""
@@ -104,6 +107,16 @@ class BaseStore:
 
     def writeback_hint(self) -> None:
         pass
+
+    def copy_range(self, src: int, dst: int, n: int) -> None:
+        self._require_writable()
+        buf = bytearray(min(n, 1 << 20))
+        done = 0
+        while done < n:
+            view = memoryview(buf)[: min(len(buf), n - done)]
+            read_fully(self, src + done, view, "the range to copy")
+            self.pwrite(dst + done, view)
+            done += len(view)
 
     def start_writeback(self, wait: bool = False) -> None:
         """Write back what was written (``wait``: and wait), without a flush's commit (see LocalStore)."""

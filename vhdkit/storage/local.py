@@ -161,6 +161,25 @@ class LocalStore(BaseStore):
             except (OSError, AttributeError):
                 pass  # only a hint
 
+    def copy_range(self, src: int, dst: int, n: int) -> None:
+        """copy_file_range(2): the kernel copies (or, on XFS/btrfs, shares) the bytes without
+        bringing them into this process; a filesystem that cannot gets the read/write copy."""
+        self._require_writable()
+        _check_range(src, n)
+        _check_range(dst, n)
+        done = 0
+        while done < n:
+            try:
+                got = os.copy_file_range(self._fd, self._fd, n - done, src + done, dst + done)
+            except OSError as e:
+                if e.errno in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not done:
+                    super().copy_range(src, dst, n)
+                    return
+                raise StorageError(f"copy error in {self.path} at {src + done:#x}: {e.strerror}") from e
+            if got == 0:
+                raise StorageError(f"{self.path}: short read at {src + done:#x} copying {n} bytes")
+            done += got
+
     def allocated_bytes(self) -> int | None:
         return os.fstat(self._fd).st_blocks * 512
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from ..disk import is_zero
+from ..disk import StoredZeros
 from ..units import align_up
 from . import layout as L
 
@@ -69,13 +69,10 @@ def _set_entries(disk: "VhdDisk", changes: dict[int, int]) -> None:
 def _drop_zero_blocks(disk: "VhdDisk") -> int:
     assert disk.bat is not None
     store = disk.file_store
-    buf = bytearray(disk.block_size)
+    reads_zero = StoredZeros(store)
     changes: dict[int, int] = {}
     for block, entry in enumerate(disk.bat):
-        if entry == L.BAT_UNUSED:
-            continue
-        store.preadinto(entry * L.SECTOR + disk.bitmap_bytes, memoryview(buf))
-        if is_zero(buf):
+        if entry != L.BAT_UNUSED and reads_zero(entry * L.SECTOR + disk.bitmap_bytes, disk.block_size):
             changes[block] = L.BAT_UNUSED
     if changes:
         _set_entries(disk, changes)
@@ -97,7 +94,6 @@ def _move_down(disk: "VhdDisk") -> int:
     store = disk.file_store
     slot = _slot(disk)
     moved = 0
-    buf = bytearray(slot)
     while True:
         used = sorted((entry * L.SECTOR, block) for block, entry in enumerate(disk.bat) if entry != L.BAT_UNUSED)
         limit = _data_start(disk) + len(used) * slot  # the end, once packed: only blocks past it move
@@ -118,8 +114,7 @@ def _move_down(disk: "VhdDisk") -> int:
         if not plan:
             return moved
         for block, spot in plan.items():  # into free space: nothing refers to it yet
-            store.preadinto(disk.bat[block] * L.SECTOR, memoryview(buf))
-            store.pwrite(spot, buf)
+            store.copy_range(disk.bat[block] * L.SECTOR, spot, slot)
         store.flush()
         _set_entries(disk, {block: spot // L.SECTOR for block, spot in plan.items()})
         moved += len(plan)

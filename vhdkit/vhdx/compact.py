@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..disk import is_zero
+from ..disk import StoredZeros
 from ..units import MiB, align_up
 from . import layout as L
 from .session import Transaction
@@ -65,16 +65,11 @@ def _drop_zero_blocks(disk: "VhdxDisk") -> int:
     g = disk.geometry
     bs = g.block_size
     gone_state = L.PAYLOAD_BLOCK_ZERO if g.has_parent else L.PAYLOAD_BLOCK_NOT_PRESENT
-    buf = bytearray(bs)
+    reads_zero = StoredZeros(disk.file_store)
     tx, pending, dropped = Transaction(), 0, 0
     for block in range(g.data_blocks):
         state, offset = disk.bat.payload(block)
-        if state != L.PAYLOAD_BLOCK_FULLY_PRESENT:
-            continue
-        n = min(bs, disk.size - block * bs)
-        view = memoryview(buf)[:n]
-        disk.store.preadinto(offset, view)
-        if not is_zero(view):
+        if state != L.PAYLOAD_BLOCK_FULLY_PRESENT or not reads_zero(offset, min(bs, disk.size - block * bs)):
             continue
         tx.touch_bat(disk.bat.set_payload(block, gone_state, 0))
         pending += 1
@@ -141,11 +136,8 @@ def _move_down(disk: "VhdxDisk") -> int:
                 break
         if not plan:
             return moved
-        buf = bytearray(max(p.length for p, _ in plan))
         for piece, spot in plan:  # copies into space nothing refers to
-            view = memoryview(buf)[: piece.length]
-            store.preadinto(piece.offset, view)
-            store.pwrite(spot, view)
+            store.copy_range(piece.offset, spot, piece.length)
         store.flush()
         tx = Transaction()
         for piece, spot in plan:
