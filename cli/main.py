@@ -28,6 +28,7 @@ COMMANDS = {
     "resize": ("change a disk's virtual size (grow; VHDX also shrinks)", "resize"),
     "serve": ("export a disk over NBD, ready to be moved live", "serve"),
     "migrate": ("move a served disk while its guest writes", "migrate"),
+    "netvirt": ("VM networks: CA/PA lookup, reachability, NVGRE/VXLAN", "netvirt"),
 }
 
 

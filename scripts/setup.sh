@@ -14,6 +14,7 @@ PATH="$PATH:/usr/sbin" command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # a
 command -v nbdinfo >/dev/null 2>&1 || missing+=(libnbd-bin)  # nbdinfo/nbdcopy: outside NBD clients of vhdkit serve
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)  # the migration tests' guest writer
 command -v qemu-storage-daemon >/dev/null 2>&1 || missing+=(qemu-system-common)  # QEMU's mirror: the bench's peer
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)  # Wireshark's dissectors judge the NVGRE/VXLAN frames
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
 import os, sysconfig, sys

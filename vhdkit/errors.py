@@ -126,3 +126,15 @@ class PlacementError(VhdkitError):
 
 class MigrationError(VhdkitError):
     """A copy or mirror job failed; the source stays intact and in use."""
+
+
+class NetworkModelError(VhdkitError):
+    """A network virtualization model is inconsistent (overlap, unknown name, out-of-range VSID)."""
+
+
+class PoolExhaustedError(NetworkModelError):
+    """An address or VSID pool has nothing left to assign."""
+
+
+class FrameError(VhdkitError):
+    """An encapsulated frame is malformed or breaks its format's rules (NVGRE, VXLAN)."""
