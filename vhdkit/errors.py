@@ -138,3 +138,15 @@ class PoolExhaustedError(NetworkModelError):
 
 class FrameError(VhdkitError):
     """An encapsulated frame is malformed or breaks its format's rules (NVGRE, VXLAN)."""
+
+
+class RingCorruptError(VhdkitError):
+    """A VMBus ring holds a packet descriptor that points outside what was written."""
+
+
+class RegistryError(VhdkitError):
+    """A .reg file or a buffer setting vhdkit cannot write or read."""
+
+
+class ChannelError(VhdkitError):
+    """The other side of a shared ring stopped while this side waited on it."""
