@@ -15,6 +15,7 @@ command -v nbdinfo >/dev/null 2>&1 || missing+=(libnbd-bin)  # nbdinfo/nbdcopy: 
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)  # the migration tests' guest writer
 command -v qemu-storage-daemon >/dev/null 2>&1 || missing+=(qemu-system-common)  # QEMU's mirror: the bench's peer
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)  # Wireshark's dissectors judge the NVGRE/VXLAN frames
+command -v hivexregedit >/dev/null 2>&1 || missing+=(libwin-hivex-perl libhivex-bin)  # a real hive takes the .reg file
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
 import os, sysconfig, sys

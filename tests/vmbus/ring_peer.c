@@ -3,7 +3,7 @@
  * drivers/hv/ring_buffer.c. Runs against a ring file that another process has mapped.
  *
  *   ring_peer read  RING COUNT         take COUNT numbered packets, checking every byte
- *   ring_peer write RING COUNT         send COUNT numbered packets of varying sizes
+ *   ring_peer write RING COUNT [SIZE]  send COUNT numbered packets of varying sizes (or all SIZE bytes)
  *
  * A numbered packet: u64 seq, u32 size, u32 crc32(seq bytes + bytes 16..size), then bytes
  * (i % 256) for i = 0.. ; trans_id = seq. Prints "ok COUNT wraps W" or a reason and exits 1. */
@@ -46,12 +46,19 @@ _Static_assert(offsetof(struct hv_ring_buffer, pending_send_sz) == 0x0c, "pendin
 _Static_assert(offsetof(struct hv_ring_buffer, feature_bits) == 0x40, "feature_bits");
 _Static_assert(sizeof(struct vmpacket_descriptor) == 16, "descriptor");
 
+static uint32_t crc_table[256];
+
+static void crc32_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & -(c & 1));
+        crc_table[i] = c;
+    }
+}
+
 static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
     crc = ~crc;
-    while (n--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & -(crc & 1));
-    }
+    while (n--) crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -75,7 +82,9 @@ static int fail(const char *what, uint64_t seq) {
     return 1;
 }
 
-static uint32_t payload_size(uint64_t seq) { return 16 + (uint32_t)(seq * 37 % 300); }
+static uint32_t fixed_size;
+
+static uint32_t payload_size(uint64_t seq) { return fixed_size ? fixed_size : 16 + (uint32_t)(seq * 37 % 300); }
 
 static int do_read(uint64_t count) {
     uint8_t buf[4096];
@@ -139,7 +148,9 @@ static int do_write(uint64_t count) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: ring_peer read|write RING COUNT\n"); return 2; }
+    if (argc != 4 && argc != 5) { fprintf(stderr, "usage: ring_peer read|write RING COUNT [SIZE]\n"); return 2; }
+    if (argc == 5) fixed_size = (uint32_t)strtoul(argv[4], NULL, 10);
+    if (argc == 5 && (fixed_size < 16 || fixed_size > 4000)) { fprintf(stderr, "SIZE: 16 to 4000\n"); return 2; }
     int fd = open(argv[2], O_RDWR);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) { perror(argv[2]); return 2; }
@@ -147,6 +158,7 @@ int main(int argc, char **argv) {
     if (ring == MAP_FAILED) { perror("mmap"); return 2; }
     dsize = (uint32_t)(st.st_size - 4096);
     if (ring->feature_bits.feat_pending_send_sz != 1) { printf("feature bit 0 not set\n"); return 1; }
+    crc32_init();
     uint64_t count = strtoull(argv[3], NULL, 10);
     return strcmp(argv[1], "read") == 0 ? do_read(count) : do_write(count);
 }
