@@ -1,0 +1,206 @@
+"""The library: an SQLite index of every VHD/VHDX under some folders (VMM's library server),
+kept current by incremental rescans.
+
+A rescan reads again only the files whose size or modification time changed (a stat each); new
+files are read, vanished ones dropped. Files without a disk suffix (.vhd, .vhdx, .avhd, .avhdx)
+are skipped unread; a damaged image is recorded with its check's findings, never stops a scan.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+from ..errors import VhdkitError
+from .records import DISK_SUFFIXES, ImageRecord, describe, from_row, to_row
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS images (
+    {", ".join(f"{name} {'TEXT PRIMARY KEY' if name == 'path' else ''}" for name in ImageRecord._fields)}
+);
+CREATE INDEX IF NOT EXISTS images_parent ON images (parent);
+"""
+
+
+def default_db() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "vhdkit", "library.sqlite3")
+
+
+class ScanReport(NamedTuple):
+    files: int  # disk files seen
+    read: list[str]  # opened and checked this time (new or changed)
+    unchanged: int
+    removed: int  # records of files that are gone
+    skipped: int  # files that are not disks
+
+
+class Library:
+    def __init__(self, db: str | os.PathLike[str] | None = None) -> None:
+        path = os.fspath(db) if db is not None else default_db()
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path)
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise VhdkitError(f"cannot use {path} as the library's database: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scanning -------------------------------------------------------------------------------
+    def scan(self, locations: Iterable[str | os.PathLike[str]],
+             progress: Callable[[int, str], None] | None = None) -> ScanReport:
+        known = {row[0]: (row[1], row[2]) for row in self._db.execute(
+            "SELECT path, file_size, mtime_ns FROM images")}
+        seen: set[str] = set()
+        read: list[str] = []
+        skipped = 0
+        roots = [os.path.abspath(os.fspath(loc)) for loc in locations]
+        for root in roots:
+            if not os.path.isdir(root):
+                raise VhdkitError(f"{root} is not a folder")
+        now = time.time()
+        for path, stat in _walk(roots):
+            if not path.lower().endswith(DISK_SUFFIXES):
+                skipped += 1
+                continue
+            seen.add(path)
+            if known.get(path) == (stat.st_size, stat.st_mtime_ns):
+                continue
+            record = describe(path, stat, now)
+            self._db.execute(f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})",
+                             to_row(record))
+            read.append(path)
+            if progress is not None:
+                progress(len(seen), path)
+        read += self._recheck_parents(now, set(read))
+        under = [p for p in known if any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+        gone = [p for p in under if p not in seen]
+        self._db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in gone])
+        self._db.commit()
+        return ScanReport(len(seen), read, len(seen) - len(read), len(gone), skipped)
+
+    def _recheck_parents(self, now: float, read: set[str]) -> list[str]:
+        """A child's file does not change when its parent changes, moves or comes back: the
+        children of a parent read again this scan are read again (a write to the parent breaks
+        the linkage), those whose resolved parent is gone are marked broken, and broken ones
+        whose parent path exists again are read again. Depth first, so grandchildren follow."""
+        changed: list[str] = []
+        while True:
+            more = self._recheck_once(now, read | set(changed))
+            if not more:
+                return changed
+            changed += more
+
+    def _recheck_once(self, now: float, read: set[str]) -> list[str]:
+        changed = []
+        for path, parent, status in self._db.execute(
+                "SELECT path, parent, parent_status FROM images WHERE parent_status IS NOT NULL").fetchall():
+            if path in read:
+                continue
+            there = parent is not None and os.path.exists(parent)
+            if status == "resolved" and not there:
+                self._db.execute("UPDATE images SET parent_status = 'broken', parent_problem = ? WHERE path = ?",
+                                 (f"the parent {parent} is no longer there", path))
+            elif (parent in read or (status == "broken" and there)) and os.path.exists(path):
+                record = describe(path, os.stat(path), now)
+                self._db.execute(f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})",
+                                 to_row(record))
+                changed.append(path)
+        return changed
+
+    # -- queries --------------------------------------------------------------------------------
+    def records(self, *, format: str | None = None, type: str | None = None,  # noqa: A002
+                min_size: int | None = None, max_size: int | None = None, health: str | None = None,
+                broken_parent: bool = False, children_of: str | None = None) -> list[ImageRecord]:
+        where, args = [], []
+        for column, value in (("format", format), ("type", type), ("verdict", health)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if min_size is not None:
+            where.append("virtual_size >= ?")
+            args.append(min_size)
+        if max_size is not None:
+            where.append("virtual_size <= ?")
+            args.append(max_size)
+        if broken_parent:
+            where.append("parent_status = 'broken'")
+        if children_of is not None:
+            where.append("parent = ?")
+            args.append(os.path.abspath(children_of))
+        sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY path"
+        return [from_row(row) for row in self._db.execute(sql, args)]
+
+    def record(self, path: str | os.PathLike[str]) -> ImageRecord | None:
+        row = self._db.execute("SELECT * FROM images WHERE path = ?", (os.path.abspath(os.fspath(path)),)).fetchone()
+        return from_row(row) if row else None
+
+    def tree(self, path: str | os.PathLike[str]) -> Iterator[tuple[int, ImageRecord]]:
+        """The image and its descendants, depth first: (depth, record)."""
+        top = self.record(path)
+        if top is None:
+            return
+        stack = [(0, top)]
+        while stack:
+            depth, record = stack.pop()
+            yield depth, record
+            children = self.records(children_of=record.path)
+            stack.extend((depth + 1, child) for child in reversed(children))
+
+
+def _walk(roots: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    pending = list(roots)
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable folder: nothing to index there
+        for entry in sorted(entries, key=lambda e: e.name):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file():
+                    yield entry.path, entry.stat()
+            except OSError:
+                continue
+
+
+__all__ = ["Library", "ScanReport", "default_db"]
+
+
+BLANK_DISKS = {"Blank Disk - Small": "small", "Blank Disk - Large": "large"}
+
+
+def init_blank_disks(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """Put VMM's blank library disks in ``folder`` where missing: "Blank Disk - Small" (16 GiB)
+    and "Blank Disk - Large" (60 GiB), dynamic, as .vhdx and .vhd; each is checked after it is
+    made (exact size, clean). Returns (path, "created" or "present")."""
+    import vhdkit
+
+    out = []
+    for stem, blank in BLANK_DISKS.items():
+        for fmt in ("vhdx", "vhd"):
+            path = os.path.join(os.fspath(folder), f"{stem}.{fmt}")
+            if os.path.exists(path):
+                out.append((path, "present"))
+                continue
+            vhdkit.create(path, vhdkit.BLANK_SIZES[blank], format=fmt).close()
+            with vhdkit.open(path) as disk:
+                size, kind = disk.size, disk.info().type
+            verdict = vhdkit.check(path).verdict
+            if (size, kind, verdict) != (vhdkit.BLANK_SIZES[blank], "dynamic", "clean"):
+                raise VhdkitError(f"{path} came out wrong: {size} bytes, {kind}, check {verdict}")
+            out.append((path, "created"))
+    return out
