@@ -26,7 +26,7 @@ def tree(tmp_path_factory):
     """The tree and what each disk in it must be recorded as: path -> (format, type, size)."""
     root = tmp_path_factory.mktemp("library")
     expect: dict[str, tuple] = {}
-    for i in range(120):  # most images: tiny, made by vhdkit, in nested folders
+    for i in range(240):  # most images: tiny, made by vhdkit, in nested folders
         fmt = "vhdx" if i % 3 else "vhd"
         kind = "fixed" if i % 10 == 0 else "dynamic"
         folder = root / f"team{i % 4}" / f"vm{i % 7}"
@@ -108,7 +108,7 @@ def test_every_image_gets_a_correct_record(tree, tmp_path):
         assert all(r.virtual_size >= GiB // 2 for r in library.records(min_size=GiB // 2))
 
 
-def test_a_rescan_reads_exactly_the_files_that_changed(tree, tmp_path):
+def test_a_rescan_reads_exactly_the_files_that_changed(tree, tmp_path, monkeypatch):
     root, expect = tree
     db = tmp_path / "lib.sqlite3"
     with Library(db) as library:
@@ -117,10 +117,16 @@ def test_a_rescan_reads_exactly_the_files_that_changed(tree, tmp_path):
     for path in touched:
         with vhdkit.open(path, "r+") as disk:
             disk.pwrite(0, b"changed")
+    opened: list[str] = []
+    real_open, real_check = vhdkit.open, vhdkit.check
+    monkeypatch.setattr(vhdkit, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    monkeypatch.setattr(vhdkit, "check", lambda path, *a, **k: opened.append(str(path)) or real_check(path, *a, **k))
     with Library(db) as library:
         report = library.scan([root])
         assert sorted(report.read) == touched and report.unchanged == report.files - 2
-        assert library.scan([root]).read == []
+        assert sorted(set(opened)) == touched  # the other files were not even opened
+        opened.clear()
+        assert library.scan([root]).read == [] and opened == []
 
 
 def test_a_parent_written_to_breaks_its_children_on_the_next_scan(tmp_path):
@@ -170,3 +176,58 @@ def test_the_command(tree, tmp_path):
     assert "└─ " in shown.stdout and "grand0.avhdx" in shown.stdout
     missing = vhdkit_cmd("library", "show", "/nowhere.vhdx", "--db", db)
     assert missing.returncode == 1 and "not in the library" in missing.stderr
+
+
+def test_a_scan_over_smb_gives_the_same_records(smb_env, tmp_path):
+    samba = smb_env
+    folder = samba.share_path("share1") / "library-test"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "sub").mkdir(parents=True)
+    try:
+        vhdkit.create(folder / "base.vhdx", 64 * MiB).close()
+        vhdkit.create(folder / "sub" / "child.avhdx", 64 * MiB, parent=folder / "base.vhdx").close()
+        vhdkit.create(folder / "old.vhd", 32 * MiB, format="vhd", type="fixed").close()
+        vhdkit.create(folder / "lost.vhdx", 16 * MiB).close()
+        vhdkit.create(folder / "orphan.avhdx", parent=folder / "lost.vhdx").close()
+        (folder / "lost.vhdx").unlink()
+        (folder / "notes.txt").write_text("not a disk")
+        with open(folder / "cut.vhdx", "wb") as f:
+            f.write((folder / "old.vhd").read_bytes()[:4096])
+        url = samba.url("share1", "library-test")
+        with Library(tmp_path / "local.db") as local, Library(tmp_path / "smb.db") as remote:
+            local.scan([folder])
+            report = remote.scan([url])
+            assert report.files == 5 and report.skipped == 1
+            skip = {"path", "parent", "scanned_at", "size_on_disk", "mtime_ns", "findings", "parent_problem"}
+            strip = lambda r: {k: v for k, v in r.as_dict().items() if k not in skip}  # noqa: E731
+            by_name = {r.path[len(str(folder)):]: strip(r) for r in local.records()}
+            over_smb = {r.path[len(url):]: strip(r) for r in remote.records()}
+            assert over_smb == by_name
+            child = remote.record(f"{url}/sub/child.avhdx")
+            assert child.parent_status == "resolved" and child.parent.endswith("library-test/base.vhdx")
+            assert remote.record(f"{url}/orphan.avhdx").parent_status == "broken"
+            assert remote.scan([url]).read == []  # the listing's sizes and times match the index
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_init_on_an_empty_share(smb_env):
+    samba = smb_env
+    folder = samba.share_path("share2") / "blank-library"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    folder.chmod(0o777)  # made here as root; the share's user writes in it
+    try:
+        url = samba.url("share2", "blank-library")
+        made = init_blank_disks(url)
+        assert [state for _, state in made] == ["created"] * 4
+        for path, _ in made:
+            name = path.rsplit("/", 1)[1]
+            size = 16 * GiB if "Small" in name else 60 * GiB
+            local = folder / name
+            info = json.loads(run("qemu-img", "info", "--output=json", local).stdout)
+            assert info["virtual-size"] == size, name
+            assert vhdkit.check(path).verdict == "clean" and vhdkit.check(local).verdict == "clean"
+        assert [state for _, state in init_blank_disks(url)] == ["present"] * 4
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -65,10 +65,7 @@ class Library:
         seen: set[str] = set()
         read: list[str] = []
         skipped = 0
-        roots = [os.path.abspath(os.fspath(loc)) for loc in locations]
-        for root in roots:
-            if not os.path.isdir(root):
-                raise VhdkitError(f"{root} is not a folder")
+        roots = [_root(loc) for loc in locations]
         now = time.time()
         for path, stat in _walk(roots):
             if not path.lower().endswith(DISK_SUFFIXES):
@@ -84,7 +81,7 @@ class Library:
             if progress is not None:
                 progress(len(seen), path)
         read += self._recheck_parents(now, set(read))
-        under = [p for p in known if any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+        under = [p for p in known if any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)]
         gone = [p for p in under if p not in seen]
         self._db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in gone])
         self._db.commit()
@@ -108,12 +105,12 @@ class Library:
                 "SELECT path, parent, parent_status FROM images WHERE parent_status IS NOT NULL").fetchall():
             if path in read:
                 continue
-            there = parent is not None and os.path.exists(parent)
+            there = parent is not None and _exists(parent)
             if status == "resolved" and not there:
                 self._db.execute("UPDATE images SET parent_status = 'broken', parent_problem = ? WHERE path = ?",
                                  (f"the parent {parent} is no longer there", path))
-            elif (parent in read or (status == "broken" and there)) and os.path.exists(path):
-                record = describe(path, os.stat(path), now)
+            elif (parent in read or (status == "broken" and there)) and _exists(path):
+                record = describe(path, _stat(path), now)
                 self._db.execute(f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})",
                                  to_row(record))
                 changed.append(path)
@@ -138,12 +135,12 @@ class Library:
             where.append("parent_status = 'broken'")
         if children_of is not None:
             where.append("parent = ?")
-            args.append(os.path.abspath(children_of))
+            args.append(_key(children_of))
         sql = "SELECT * FROM images" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY path"
         return [from_row(row) for row in self._db.execute(sql, args)]
 
     def record(self, path: str | os.PathLike[str]) -> ImageRecord | None:
-        row = self._db.execute("SELECT * FROM images WHERE path = ?", (os.path.abspath(os.fspath(path)),)).fetchone()
+        row = self._db.execute("SELECT * FROM images WHERE path = ?", (_key(path),)).fetchone()
         return from_row(row) if row else None
 
     def tree(self, path: str | os.PathLike[str]) -> Iterator[tuple[int, ImageRecord]]:
@@ -159,8 +156,38 @@ class Library:
             stack.extend((depth + 1, child) for child in reversed(children))
 
 
-def _walk(roots: list[str]) -> Iterator[tuple[str, os.stat_result]]:
-    pending = list(roots)
+class FileFacts(NamedTuple):
+    st_size: int
+    st_mtime_ns: int
+    st_blocks: int  # 512-byte units, as os.stat gives them
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    text = os.fspath(path)
+    return text if _is_smb(text) else os.path.abspath(text)
+
+
+def _is_smb(path: str) -> bool:
+    return path.startswith("smb://")
+
+
+def _root(location: str | os.PathLike[str]) -> str:
+    text = os.fspath(location)
+    if _is_smb(text):
+        return text.rstrip("/")
+    root = os.path.abspath(text)
+    if not os.path.isdir(root):
+        raise VhdkitError(f"{root} is not a folder")
+    return root
+
+
+def _walk(roots: list[str]) -> Iterator[tuple[str, FileFacts]]:
+    for root in roots:
+        yield from (_walk_smb(root) if _is_smb(root) else _walk_local(root))
+
+
+def _walk_local(root: str) -> Iterator[tuple[str, FileFacts]]:
+    pending = [root]
     while pending:
         folder = pending.pop()
         try:
@@ -172,28 +199,84 @@ def _walk(roots: list[str]) -> Iterator[tuple[str, os.stat_result]]:
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(entry.path)
                 elif entry.is_file():
-                    yield entry.path, entry.stat()
+                    st = entry.stat()
+                    yield entry.path, FileFacts(st.st_size, st.st_mtime_ns, st.st_blocks)
             except OSError:
                 continue
 
 
-__all__ = ["Library", "ScanReport", "default_db"]
+def _walk_smb(root: str) -> Iterator[tuple[str, FileFacts]]:
+    """A share's files by SMB directory queries: one round trip per folder, the sizes, times and
+    allocation come with the listing."""
+    import smbclient
+
+    from ..storage.smb import SmbLocation
+
+    location = SmbLocation(root)
+    location.connect()
+    pending = [(location.unc, root)]
+    while pending:
+        unc, url = pending.pop()
+        try:
+            entries = list(smbclient.scandir(unc, **location.options))
+        except OSError:
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_dir():
+                pending.append((f"{unc}\\{entry.name}", f"{url}/{entry.name}"))
+            else:
+                yield f"{url}/{entry.name}", _facts(entry.smb_info)
+
+
+def _facts(info: object) -> FileFacts:
+    """Size, time and allocation from an SMB directory entry (FILE_ID_FULL_DIR_INFORMATION)."""
+    written = info.last_write_time  # type: ignore[attr-defined]
+    return FileFacts(info.end_of_file, round(written.timestamp() * 1e6) * 1000,  # type: ignore[attr-defined]
+                     info.allocation_size // 512)  # type: ignore[attr-defined]
+
+
+def _exists(path: str) -> bool:
+    if not _is_smb(path):
+        return os.path.exists(path)
+    try:
+        _stat(path)
+    except (OSError, VhdkitError):
+        return False
+    return True
+
+
+def _stat(path: str) -> FileFacts:
+    if not _is_smb(path):
+        st = os.stat(path)
+        return FileFacts(st.st_size, st.st_mtime_ns, st.st_blocks)
+    import smbclient
+
+    from ..storage.smb import SmbLocation
+
+    folder, _, name = path.rpartition("/")  # from the folder's listing, as a scan sees it
+    location = SmbLocation(folder)
+    location.connect()
+    for entry in smbclient.scandir(location.unc, search_pattern=name, **location.options):
+        if entry.name == name:
+            return _facts(entry.smb_info)
+    raise FileNotFoundError(path)
 
 
 BLANK_DISKS = {"Blank Disk - Small": "small", "Blank Disk - Large": "large"}
 
 
 def init_blank_disks(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """Put VMM's blank library disks in ``folder`` where missing: "Blank Disk - Small" (16 GiB)
+    """Put VMM's blank library disks in ``folder`` (a path or an smb:// URL) where missing: "Blank Disk - Small" (16 GiB)
     and "Blank Disk - Large" (60 GiB), dynamic, as .vhdx and .vhd; each is checked after it is
     made (exact size, clean). Returns (path, "created" or "present")."""
     import vhdkit
 
     out = []
+    where = os.fspath(folder)
     for stem, blank in BLANK_DISKS.items():
         for fmt in ("vhdx", "vhd"):
-            path = os.path.join(os.fspath(folder), f"{stem}.{fmt}")
-            if os.path.exists(path):
+            path = f"{where.rstrip('/')}/{stem}.{fmt}" if _is_smb(where) else os.path.join(where, f"{stem}.{fmt}")
+            if _exists(path):
                 out.append((path, "present"))
                 continue
             vhdkit.create(path, vhdkit.BLANK_SIZES[blank], format=fmt).close()

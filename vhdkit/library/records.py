@@ -33,9 +33,9 @@ class ImageRecord(NamedTuple):
         return self._asdict()
 
 
-def describe(path: str, stat: os.stat_result, now: float) -> ImageRecord:
+def describe(path: str, stat: Any, now: float) -> ImageRecord:
     """Open the image (headers and metadata only) and check it; a damaged one is described by
-    what its check found instead of failing the scan."""
+    what its check found instead of failing the scan. ``stat``: st_size, st_mtime_ns, st_blocks."""
     import vhdkit
 
     report = vhdkit.check(path)
@@ -95,5 +95,8 @@ def _locator_path(child: str, locators: dict[str, Any]) -> str | None:
     for value in named:
         text = value.replace("\\", "/")
         if text.startswith("./") or text.startswith("../"):
+            if child.startswith("smb://"):
+                folder, _, _ = child.rpartition("/")
+                return f"{folder}/{text[2:]}" if text.startswith("./") else f"{folder}/{text}"
             return os.path.normpath(os.path.join(os.path.dirname(child), text))
     return named[0] if named else None
