@@ -90,7 +90,7 @@ class StoredZeros:
             while done < length:
                 view = memoryview(self._buf)[: min(self.PIECE, length - done)]
                 got = self._store.preadinto(start + done, view)
-                if not (self._buf == _zeros_of(self.PIECE) if got == self.PIECE else is_zero(view[:got])):
+                if not is_zero(self._buf if got == self.PIECE else view[:got]):  # a full piece: compared as it is
                     return False
                 if got < len(view):
                     break  # past the end of the store: reads zeros

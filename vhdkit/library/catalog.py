@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_parent ON images (parent);
 """
+_INSERT = f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})"
 
 
 def default_db() -> str:
@@ -74,45 +75,45 @@ class Library:
             seen.add(path)
             if known.get(path) == (stat.st_size, stat.st_mtime_ns):
                 continue
-            record = describe(path, stat, now)
-            self._db.execute(f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})",
-                             to_row(record))
+            self._store(describe(path, stat, now))
             read.append(path)
             if progress is not None:
                 progress(len(seen), path)
-        read += self._recheck_parents(now, set(read))
+        read += self._recheck_parents(now, set(read), seen)
         under = [p for p in known if any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)]
         gone = [p for p in under if p not in seen]
         self._db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in gone])
         self._db.commit()
         return ScanReport(len(seen), read, len(seen) - len(read), len(gone), skipped)
 
-    def _recheck_parents(self, now: float, read: set[str]) -> list[str]:
+    def _store(self, record: ImageRecord) -> None:
+        self._db.execute(_INSERT, to_row(record))
+
+    def _recheck_parents(self, now: float, read: set[str], seen: set[str]) -> list[str]:
         """A child's file does not change when its parent changes, moves or comes back: the
         children of a parent read again this scan are read again (a write to the parent breaks
         the linkage), those whose resolved parent is gone are marked broken, and broken ones
         whose parent path exists again are read again. Depth first, so grandchildren follow."""
         changed: list[str] = []
         while True:
-            more = self._recheck_once(now, read | set(changed))
+            more = self._recheck_once(now, read | set(changed), seen)
             if not more:
                 return changed
             changed += more
 
-    def _recheck_once(self, now: float, read: set[str]) -> list[str]:
+    def _recheck_once(self, now: float, read: set[str], seen: set[str]) -> list[str]:
         changed = []
         for path, parent, status in self._db.execute(
                 "SELECT path, parent, parent_status FROM images WHERE parent_status IS NOT NULL").fetchall():
             if path in read:
                 continue
-            there = parent is not None and _exists(parent)
+            # a parent this scan walked past is there; only others cost a look (a round trip on SMB)
+            there = parent is not None and (parent in seen or _exists(parent))
             if status == "resolved" and not there:
                 self._db.execute("UPDATE images SET parent_status = 'broken', parent_problem = ? WHERE path = ?",
                                  (f"the parent {parent} is no longer there", path))
             elif (parent in read or (status == "broken" and there)) and _exists(path):
-                record = describe(path, _stat(path), now)
-                self._db.execute(f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})",
-                                 to_row(record))
+                self._store(describe(path, _stat(path), now))
                 changed.append(path)
         return changed
 

@@ -299,9 +299,10 @@ class Fabric:
                 raise NetworkModelError("the MAC pool is exhausted")
             return value
         value = parse_mac(wanted)
-        if not self._macs.take_value(value) and value in self._macs.taken:
+        if value in self._macs.taken:
             raise NetworkModelError(f"VM {vm}: MAC {format_mac(value)} is already in use")
-        self._macs.taken.add(value)
+        if not self._macs.take_value(value):  # outside the pool (another OUI): only kept unique
+            self._macs.taken.add(value)
         return value
 
     @staticmethod

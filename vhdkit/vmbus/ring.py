@@ -39,6 +39,8 @@ VM_PKT_DATA_INBAND = 0x6
 VM_PKT_COMP = 0xB
 FLAG_COMPLETION_REQUESTED = 1
 
+_PADDING = tuple(bytes(n) for n in range(8))  # zeros after a payload, up to the next 8-byte unit
+
 # write() results
 FULL, WRITTEN, WRITTEN_SIGNAL = 0, 1, 2
 
@@ -136,10 +138,10 @@ class Ring:
             data[w + 16 : w + 16 + length] = payload
             end = w + aligned
             if pad:
-                data[end - pad : end] = bytes(pad)
+                data[end - pad : end] = _PADDING[pad]
             data[end : end + 8] = (w << 32).to_bytes(8, "little")
         else:
-            self._copy_in(w, head + bytes(payload) + bytes(pad) + (w << 32).to_bytes(8, "little"))
+            self._copy_in(w, head + bytes(payload) + _PADDING[pad] + (w << 32).to_bytes(8, "little"))
         new_w = w + total
         if new_w >= size:
             new_w -= size
