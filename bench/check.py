@@ -69,7 +69,7 @@ def main() -> int:
             rows.append((label, f"{bat_entries / MiB:.0f} MiB", f"{q * 1000:.1f}", f"{v * 1000:.1f}", f"{v / q:.1f}",
                          f"{i * 1000:.1f}"))
         python = str(Path(vhdkit_exe).parent / "python")
-        startup = median([timed([python, "-c", "import vhdkit_cli.main, vhdkit.check"]) for _ in range(args.runs)])
+        startup = median([timed([python, "-c", "import vhdkit_cli.main, vhdkit.ops.check"]) for _ in range(args.runs)])
     print(f"check time, median of {args.runs} runs (ms); ratio = vhdkit / qemu-img (goal <= 1.0)")
     print(table(rows, ("image", "file", "qemu-img check", "vhdkit check", "ratio", "vhdkit.check() in-process")))
     print(f"python start-up + imports of the check command alone: {startup * 1000:.1f} ms")

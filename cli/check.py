@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vhdkit.check import Report, check, parse_rules, worst_exit_code
+from vhdkit.ops.check import Report, check, parse_rules, worst_exit_code
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

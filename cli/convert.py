@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 import vhdkit
+from vhdkit import formats
 from vhdkit.units import format_size
 
 from .create import _size
@@ -22,7 +23,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source")
     p.add_argument("target")
-    p.add_argument("-O", "--format", dest="format", choices=["vhdx", "vhd", "raw"], help="target format")
+    p.add_argument("-O", "--format", dest="format", choices=formats.NAMES, help="target format")
     p.add_argument("--type", choices=["dynamic", "fixed"], default="dynamic", help="target type (default dynamic)")
     p.add_argument("--block-size", type=_size, help="target block size")
     p.add_argument("--azure", action="store_true",

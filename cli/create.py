@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import vhdkit
+from vhdkit import formats
 from vhdkit.units import format_size, parse_size
 
 from .info import render
@@ -31,7 +32,9 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     how.add_argument("--size", type=_size, help="virtual size: bytes or 16G, 60GiB, 512M ... (binary units)")
     how.add_argument("--blank", choices=sorted(vhdkit.BLANK_SIZES),
                      help="VMM library's blank disk: small = 16 GiB, large = 60 GiB (dynamic)")
-    p.add_argument("--format", default="vhdx", choices=["vhdx", "vhd"], help="image format (default vhdx)")
+    p.add_argument("--format", choices=formats.NAMES,
+                   help="image format (default: what the name's extension says, .vhdx/.vhd/.raw; else vhdx). "
+                        "A format the extension contradicts is refused: Hyper-V goes by the extension")
     p.add_argument("--type", choices=["dynamic", "fixed", "differencing"],
                    help="dynamic (default), fixed (all space reserved up front), differencing (needs --parent)")
     p.add_argument("--parent", help="parent image of a differencing disk (its size and sectors are taken)")

@@ -7,7 +7,7 @@ from typing import Any
 
 import vhdkit
 from vhdkit.disk import DiskInfo
-from vhdkit.open import FORMATS
+from vhdkit.formats import NAMES as FORMATS
 from vhdkit.units import format_size
 
 

@@ -9,7 +9,7 @@ import socket
 import time
 import xml.etree.ElementTree as ET
 
-from vhdkit.check import Report
+from vhdkit.ops.check import Report
 
 
 def junit_tree(reports: list[Report], suite_name: str = "vhdkit check") -> ET.ElementTree:

@@ -17,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from vhdkit import formats
 from vhdkit.library import ImageRecord, Library, default_db, init_blank_disks
 from vhdkit.units import format_size, parse_size
 
@@ -39,7 +40,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
         a = action(name, text)
         if name == "find":
             a.add_argument("text")
-        a.add_argument("--format", choices=("vhd", "vhdx"))
+        a.add_argument("--format", choices=tuple(f.name for f in formats.FORMATS if f.structured))
         a.add_argument("--type", choices=("fixed", "dynamic", "differencing"))
         a.add_argument("--min-size", type=parse_size, help="virtual size at least (16G)")
         a.add_argument("--max-size", type=parse_size, help="virtual size at most")

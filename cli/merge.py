@@ -18,8 +18,8 @@ import os
 from typing import Any
 
 import vhdkit
-from vhdkit.errors import VhdkitError
-from vhdkit.merge import merge
+from vhdkit.errors import MergeRefusedError
+from vhdkit.ops.merge import merge
 from vhdkit.units import format_size
 
 from .progress import ProgressBar
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         with vhdkit.open(args.child) as child:
             linked = child.parent.name if child.parent is not None else None
         if linked is None or not os.path.samefile(linked, args.into):
-            raise VhdkitError(f"{args.child}'s parent is {linked}, not {args.into}")
+            raise MergeRefusedError(f"{args.child}'s parent is {linked}, not {args.into}")
     bar = ProgressBar("merging")
     try:
         report = merge(args.child, to=args.to, remove_child=not args.keep_child, progress=bar)

@@ -17,7 +17,8 @@ import json
 import time
 from typing import Any
 
-from vhdkit.copy.service import request
+from vhdkit import formats
+from vhdkit.migration.service import request
 from vhdkit.units import format_size
 
 from .progress import ProgressBar
@@ -27,7 +28,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("migrate", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--control", required=True, metavar="PATH", help="the control socket of vhdkit serve")
     p.add_argument("--to", metavar="TARGET", help="start a migration to this new image (path or smb:// URL)")
-    p.add_argument("--format", choices=("vhdx", "vhd", "raw"), help="the target's format (default: by its name)")
+    p.add_argument("--format", choices=formats.NAMES, help="the target's format (default: by its name)")
     p.add_argument("--mode", choices=("write-blocking", "background"), help="default write-blocking (always converges)")
     p.add_argument("--speed", help="copy at most this much per second, e.g. 200M")
     p.add_argument("--granularity", help="dirty tracking grain, e.g. 64K (the default)")

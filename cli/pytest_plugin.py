@@ -27,7 +27,7 @@ def pytest_addoption(parser: Any) -> None:
 
 def pytest_configure(config: Any) -> None:
     if config.getoption("vhdkit_images"):
-        from vhdkit.check import parse_rules
+        from vhdkit.ops.check import parse_rules
 
         try:
             parse_rules(config.getoption("vhdkit_require"))
@@ -58,7 +58,7 @@ class ImageCheckFailed(Exception):
 
 class ImageItem(pytest.Item):
     def runtest(self) -> None:
-        from vhdkit.check import check
+        from vhdkit.ops.check import check
 
         report = check(self.name, policy=self.config.getoption("vhdkit_require"))
         self.user_properties.append(("vhdkit_verdict", report.verdict))

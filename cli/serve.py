@@ -2,7 +2,7 @@
 
 The image is opened for writing and exported over NBD (``unix:PATH`` or ``tcp:127.0.0.1:PORT``):
 qemu-io, qemu-img, nbdcopy, nbdinfo or the kernel's nbd client become the running guest. The
-control socket (JSON lines, see vhdkit/copy/service.py) starts a live migration of the disk while
+control socket (JSON lines, see vhdkit/migration/service.py) starts a live migration of the disk while
 the guest keeps writing; ``vhdkit migrate --control PATH`` drives it. Runs until SIGINT/SIGTERM or
 a "stop" request; the disk is flushed and closed on the way out.
 """
@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from vhdkit.copy.service import DiskService
+from vhdkit.migration.service import DiskService
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

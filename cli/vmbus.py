@@ -16,17 +16,22 @@ import json
 import re
 from typing import Any
 
-from vhdkit.errors import VhdkitError
+from vhdkit.errors import ChannelError
 from vhdkit.vmbus import sizing
 from vhdkit.vmbus.registry import reg_file
 
 STANDARD_MB = (1, 2, 4)
 
 
+def _usage(message: str) -> SystemExit:
+    """A value on the command line that cannot be read: the message, exit 1 (as every command)."""
+    return SystemExit(f"vhdkit vmbus: error: {message}")
+
+
 def parse_rate(text: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(k|m)?\s*(?:pps)?", text.strip().lower())
     if match is None:
-        raise VhdkitError(f"{text!r} is not a packet rate (200000pps, 200kpps, 1.5mpps)")
+        raise _usage(f"{text!r} is not a packet rate (200000pps, 200kpps, 1.5mpps)")
     scale = {"k": 1_000, "m": 1_000_000, None: 1}[match.group(2)]
     return int(float(match.group(1)) * scale)
 
@@ -36,7 +41,7 @@ def parse_rates(text: str) -> list[int]:
     if ":" in text:
         first, last, step = (parse_rate(p) for p in text.split(":"))
         if step <= 0 or last < first:
-            raise VhdkitError(f"{text!r}: a range is first:last:step with first <= last and a positive step")
+            raise _usage(f"{text!r}: a range is first:last:step with first <= last and a positive step")
         return list(range(first, last + 1, step))
     return [parse_rate(p) for p in text.split(",")]
 
@@ -44,17 +49,17 @@ def parse_rates(text: str) -> list[int]:
 def parse_duration_ns(text: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|s)", text.strip())
     if match is None:
-        raise VhdkitError(f"{text!r} is not a duration (10ms, 500us, 0.01s)")
+        raise _usage(f"{text!r} is not a duration (10ms, 500us, 0.01s)")
     value = float(match.group(1)) * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[match.group(2)]
     if value <= 0:
-        raise VhdkitError("a quantum must be longer than zero")
+        raise _usage("a quantum must be longer than zero")
     return int(value)
 
 
 def parse_buffer(text: str) -> int:
     match = re.fullmatch(r"(\d+)\s*(k|m)(?:i?b)?", text.strip().lower())
     if match is None:
-        raise VhdkitError(f"{text!r} is not a buffer size (1M, 2MB, 1536K)")
+        raise _usage(f"{text!r} is not a buffer size (1M, 2MB, 1536K)")
     return int(match.group(1)) << (10 if match.group(2) == "k" else 20)
 
 
@@ -142,7 +147,7 @@ def _bench(args: argparse.Namespace) -> int:
     for size in (64, 256, 1500):
         result = two_processes(size, seconds=args.seconds)
         if result.bad or result.received != result.sent:
-            raise VhdkitError(f"{size}-byte packets: {result.sent} sent, {result.received} received, {result.bad} bad")
+            raise ChannelError(f"{size}-byte packets: {result.sent} sent, {result.received} received, {result.bad} bad")
         rows.append({"payload_bytes": size, "packets_per_second": round(result.packets_per_second),
                      "packets": result.received})
     if args.json:

@@ -12,7 +12,7 @@ import pytest
 
 import vhdkit
 from vhdkit.errors import ParentMismatchError, VhdkitError
-from vhdkit.open import open as open_image
+from vhdkit.ops.open import open_image
 from vhdkit.vhd.image import VhdDisk
 from vhdkit.vhdx import VhdxDisk
 
@@ -90,7 +90,7 @@ def test_every_cut_of_a_merge_leaves_a_chain_that_reads_the_same(tmp_path, fmt):
     disk_class = VhdxDisk if fmt == "vhdx" else VhdDisk
 
     def scenario(parent_disk):
-        from vhdkit.merge import merge_into
+        from vhdkit.ops.merge import merge_into
 
         with open_image(child) as source:
             merge_into(source, parent_disk)

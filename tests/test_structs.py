@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from vhdkit import structs as S
-from vhdkit.open import VHD_COOKIE, VHDX_SIGNATURE
+from vhdkit.formats import VHD_COOKIE, VHDX_SIGNATURE
 from vhdkit.vhd import layout as vhd_layout
 from vhdkit.vhdx import layout as vhdx_layout
 

@@ -4,55 +4,95 @@
     with vhdkit.open("disk.vhdx") as disk:      # read-only; a dirty log is replayed in memory
         first_sector = disk.read(512)
         for extent in disk.extents():          # (offset, length, state): data/zero/unallocated/parent
-            ...
+
+This module is the public face and nothing else: no module inside the package imports it. The
+operations load when first used (PEP 562), so ``import vhdkit`` costs little and loads no
+migration, NBD, SMB, netvirt or vmbus code.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
 from .disk import DiskInfo, Extent, ExtentState, RawDisk, VirtualDisk
 from .errors import (
+    ChainError,
     CorruptImageError,
     ImageExistsError,
     ImageInUseError,
     ImageNotFoundError,
+    MergeRefusedError,
     ParentMismatchError,
     ParentNotFoundError,
     ReadOnlyError,
+    ResizeRefusedError,
     StorageError,
     UnsupportedFeatureError,
     VhdkitError,
 )
-from .check import check
-from .convert import convert
-from .create import BLANK_SIZES, create
-from .open import detect_format, open
-from .merge import merge
-from .resize import compact, resize
+from .formats import FORMATS, Format
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .ops.check import check
+    from .ops.convert import convert
+    from .ops.create import BLANK_SIZES, create
+    from .ops.merge import merge
+    from .ops.open import detect_format
+    from .ops.open import open_image as open  # noqa: A004
+    from .ops.resize import compact, resize
+    from .vhd.image import VhdDisk
+    from .vhdx.image import VhdxDisk
+
+# name -> (module, attribute): what each public name is, loaded on first use
+_LAZY = {
+    "open": ("vhdkit.ops.open", "open_image"),
+    "detect_format": ("vhdkit.ops.open", "detect_format"),
+    "create": ("vhdkit.ops.create", "create"),
+    "BLANK_SIZES": ("vhdkit.ops.create", "BLANK_SIZES"),
+    "check": ("vhdkit.ops.check", "check"),
+    "convert": ("vhdkit.ops.convert", "convert"),
+    "merge": ("vhdkit.ops.merge", "merge"),
+    "resize": ("vhdkit.ops.resize", "resize"),
+    "compact": ("vhdkit.ops.resize", "compact"),
+    "VhdxDisk": ("vhdkit.vhdx.image", "VhdxDisk"),
+    "VhdDisk": ("vhdkit.vhd.image", "VhdDisk"),
+}
 
 
-def __getattr__(name: str) -> object:
-    # The format packages load when first needed (see open.disk_class), these names included.
-    if name in ("VhdxDisk", "VhdDisk"):
-        from .open import disk_class
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'vhdkit' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
 
-        return disk_class("vhdx" if name == "VhdxDisk" else "vhd")
-    raise AttributeError(f"module 'vhdkit' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BLANK_SIZES",
+    "FORMATS",
+    "ChainError",
     "CorruptImageError",
     "DiskInfo",
     "Extent",
     "ExtentState",
+    "Format",
     "ImageExistsError",
     "ImageInUseError",
     "ImageNotFoundError",
+    "MergeRefusedError",
     "ParentMismatchError",
     "ParentNotFoundError",
     "RawDisk",
     "ReadOnlyError",
+    "ResizeRefusedError",
     "StorageError",
     "UnsupportedFeatureError",
     "VhdDisk",
@@ -61,8 +101,11 @@ __all__ = [
     "VirtualDisk",
     "__version__",
     "check",
+    "compact",
     "convert",
     "create",
     "detect_format",
+    "merge",
     "open",
+    "resize",
 ]

@@ -21,6 +21,7 @@ import threading
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ParentNotFoundError, ReadOnlyError
+from .formats import RAW
 from .storage import Store
 
 _ZEROS = bytes(1 << 20)
@@ -150,8 +151,36 @@ class DiskInfo(NamedTuple):
         return self._asdict()
 
 
+class CompactReport(NamedTuple):
+    """What compacting an image did (any format): blocks of zeros dropped, blocks moved down,
+    and the file's size before and after."""
+
+    zero_blocks: int  # blocks found all zeros and no longer stored
+    moved: int  # blocks (and bitmaps) moved down
+    old_file_size: int
+    new_file_size: int
+
+    @property
+    def reclaimed(self) -> int:
+        return self.old_file_size - self.new_file_size
+
+
+def child_size(parent: "VirtualDisk", parent_class: type, size: int | None) -> int:
+    """The size of a new differencing disk on ``parent``: the parent's own. A parent of another
+    format, or another size asked for, is refused with a sentence."""
+    if not isinstance(parent, parent_class):
+        from .errors import UnsupportedFeatureError
+
+        title = getattr(parent_class, "format_name", "?").upper()
+        raise UnsupportedFeatureError(f"the parent of a {title} differencing disk must be a {title}, "
+                                      f"{parent.name} is {parent.format_name}")
+    if size is not None and size != parent.size:
+        raise ValueError(f"a differencing disk has its parent's size ({parent.size}), not {size}")
+    return parent.size
+
+
 class VirtualDisk(io.RawIOBase):
-    format_name: str = "?"
+    format_name: str = "?"  # a name from vhdkit.formats; formats.of(disk) gives its record
 
     def __init__(
         self,
@@ -298,7 +327,7 @@ class VirtualDisk(io.RawIOBase):
         return DiskInfo(
             path=self.name,
             format=self.format_name,
-            type="raw",
+            type=RAW.name,
             virtual_size=self.size,
             file_size=self.store.size(),
             size_on_disk=self.store.allocated_bytes(),
@@ -355,19 +384,27 @@ class VirtualDisk(io.RawIOBase):
         if self._flushable():
             self.store.writeback_hint()
 
-    def compact(self) -> Any:
-        """Give back the file space that blocks of zeros and gaps between blocks take (the
-        content does not change); returns a report with ``reclaimed`` bytes."""
-        from .errors import UnsupportedFeatureError
+    @property
+    def mode(self) -> str:
+        """"r" (read-only) or "r+" (read-write), as it was opened."""
+        return "r+" if self._writable else "r"
 
-        raise UnsupportedFeatureError(f"{self.format_name} images cannot be compacted here")
+    # -- the differencing chain (formats with parents override these) --------------------------
+    def begin_merge(self) -> None:
+        """A child's own data is about to be written into this disk (merge): a format whose
+        children check their parent's identity keeps it until ``end_merge``."""
 
-    def resize(self, new_size: int, *, force: bool = False) -> None:
-        """Change the virtual size: grow (the new part reads zeros), or shrink where the format
-        allows it and the part cut holds no data (``force``: cut it anyway)."""
-        from .errors import UnsupportedFeatureError
+    def end_merge(self, changed: bool) -> None:
+        """The merge into this disk is over (``changed``: data was written); see begin_merge."""
 
-        raise UnsupportedFeatureError(f"{self.format_name} images cannot be resized here")
+    def parent_paths(self) -> list[tuple[str, str]]:
+        """(locator key, path as recorded) pairs, in the order a reader should try them; empty
+        for a disk that has no parent."""
+        return []
+
+    def accepts_parent(self, parent: "VirtualDisk") -> str | None:
+        """None if ``parent`` is the disk this one was made against, else why not."""
+        return f"{self.name} is not a differencing disk"
 
     def start_writeback(self, wait: bool = False) -> None:
         """Let the store write back what was written (``wait``: and wait for it), no flush."""
@@ -410,9 +447,12 @@ class VirtualDisk(io.RawIOBase):
 class RawDisk(VirtualDisk):
     """A raw image: the file's bytes are the disk. Holes (SEEK_HOLE) are unallocated extents."""
 
-    format_name = "raw"
+    format_name = RAW.name
 
-    def __init__(self, store: Store, *, writable: bool = False) -> None:
+    def __init__(self, store: Store, *, writable: bool = False, parent_resolver: Any = None,
+                 tolerate_checksum: bool = False, unpublished: bool = False) -> None:
+        # The keywords other formats take are accepted and mean nothing here: a raw image has
+        # no parent, no checksums and no metadata to order.
         super().__init__(store, size=store.size(), writable=writable)
         self._granule = 1
 
@@ -423,28 +463,6 @@ class RawDisk(VirtualDisk):
 
     def _write_aligned(self, offset: int, data: memoryview) -> None:
         self.store.pwrite(offset, data)
-
-    def resize(self, new_size: int, *, force: bool = False) -> None:
-        from .errors import ReadOnlyError, VhdkitError
-
-        if not self._writable:
-            raise ReadOnlyError(f"{self.name} is open read-only")
-        if new_size < 0:
-            raise VhdkitError("the new size must not be negative")
-        if new_size < self.size and not force:
-            buf = bytearray(1 << 20)
-            for ext in self.extents(new_size, self.size - new_size):
-                if ext.state is not ExtentState.DATA:
-                    continue
-                pos = ext.offset
-                while pos < ext.offset + ext.length:
-                    n = self.preadinto(pos, memoryview(buf)[: min(len(buf), ext.offset + ext.length - pos)])
-                    if not is_zero(memoryview(buf)[:n]):
-                        raise VhdkitError(f"shrinking {self.name} would cut data stored past {new_size} bytes "
-                                          "(force to cut it)")
-                    pos += n
-        self.store.truncate(new_size)
-        self.size = new_size
 
     def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
         end = offset + length

@@ -1,27 +1,41 @@
-"""The one exception tree of vhdkit.
+"""The one exception tree of vhdkit: every class vhdkit raises for bad input is here.
 
 Bad input (a damaged or hostile image, a missing parent, an unreachable store) raises a
-``VhdkitError``; misuse by the caller (a negative offset, a wrong type) raises ``ValueError`` or
-``TypeError`` as the standard library does.
+``VhdkitError`` subclass, never ``VhdkitError`` itself; misuse by the caller (a negative offset, a
+wrong type, an unknown option) raises ``ValueError`` or ``TypeError`` as the standard library does.
 
 ::
 
     VhdkitError
-     ├── CorruptImageError          a structure fails its signature, checksum or a range check
-     ├── UnsupportedFeatureError    valid, but something vhdkit does not implement (or refuses)
-     ├── ParentNotFoundError        also a FileNotFoundError; lists every path tried
-     ├── ParentMismatchError        a parent was found but its identity does not match the child
-     ├── ReadOnlyError              a write to a disk or store opened read-only
-     ├── StorageError               the store itself failed (I/O error, bad URL)
- │    ├── ImageNotFoundError    also a FileNotFoundError
- │    ├── ImageExistsError      also a FileExistsError: creating over an existing file
- │    └── ImageInUseError       another writer holds the image
-     ├── PlacementError             (placement layer)
-     └── MigrationError             (copy engine and mirror jobs)
+     ├── CorruptImageError            a structure fails its signature, checksum or a range check
+     ├── UnsupportedFeatureError      valid, but something vhdkit does not implement (or refuses)
+     ├── ParentNotFoundError          also a FileNotFoundError; lists every path tried
+     ├── ParentMismatchError          a parent was found but its identity does not match the child
+     ├── ChainError                   a differencing chain loops, or is deeper than vhdkit follows
+     ├── ReadOnlyError                also io.UnsupportedOperation: a write to a disk or store opened read-only
+     ├── RefusedError                 an operation that would lose data or cannot apply to this image
+     │    ├── ResizeRefusedError      resize: a size the format cannot hold, or a shrink over data
+     │    └── MergeRefusedError       merge: nothing to merge, or not into that parent
+     ├── StorageError                 the store itself failed (I/O error, bad URL)
+     │    ├── ImageNotFoundError      also a FileNotFoundError
+     │    ├── ImageExistsError        also a FileExistsError: creating over an existing file
+     │    └── ImageInUseError         another writer holds the image
+     ├── PlacementError               placement layer: a VM's files cannot be placed or verified
+     ├── LibraryError                 the disk library's database or folders cannot be used
+     ├── MigrationError               copy engine and mirror jobs; the source stays intact
+     │    └── CopyVerificationError   a verify pass found the target differing from the source
+     ├── NetworkModelError            netvirt: an inconsistent network model
+     │    └── PoolExhaustedError      an address or VSID pool has nothing left
+     ├── FrameError                   netvirt: a malformed NVGRE/VXLAN frame
+     └── VmbusError                   vmbus: the ring, its channel or its registry settings
+          ├── RingCorruptError        a descriptor points outside what was written
+          ├── ChannelError            the other side stopped, or failed
+          └── RegistryError           a .reg file or buffer setting that cannot be written or read
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any, Sequence
 
 
@@ -94,8 +108,28 @@ class ParentNotFoundError(VhdkitError, FileNotFoundError):
         return str(self.args[0]) if self.args else ""
 
 
-class ReadOnlyError(VhdkitError):
-    """A write was attempted on a disk or store opened read-only."""
+class ChainError(VhdkitError):
+    """A differencing chain comes back to a disk already in it, or is deeper than vhdkit follows."""
+
+
+class ReadOnlyError(VhdkitError, io.UnsupportedOperation):
+    """A write was attempted on a disk or store opened read-only (an ``io.UnsupportedOperation``
+    too, as writing to a file opened for reading is)."""
+
+    def __str__(self) -> str:  # OSError would otherwise format errno/filename
+        return str(self.args[0]) if self.args else ""
+
+
+class RefusedError(VhdkitError):
+    """An operation that would lose data, or that cannot apply to this image, was refused."""
+
+
+class ResizeRefusedError(RefusedError):
+    """A resize to a size the format cannot hold, or a shrink that would cut stored data."""
+
+
+class MergeRefusedError(RefusedError):
+    """A merge of a disk that is not a differencing disk, or into a disk that is not its parent."""
 
 
 class StorageError(VhdkitError):
@@ -124,8 +158,16 @@ class PlacementError(VhdkitError):
     """The placement layer could not place or verify a VM's files."""
 
 
+class LibraryError(VhdkitError):
+    """The disk library's database or the folders it indexes cannot be used."""
+
+
 class MigrationError(VhdkitError):
     """A copy or mirror job failed; the source stays intact and in use."""
+
+
+class CopyVerificationError(MigrationError):
+    """The verify pass found the target differing from the source."""
 
 
 class NetworkModelError(VhdkitError):
@@ -140,13 +182,17 @@ class FrameError(VhdkitError):
     """An encapsulated frame is malformed or breaks its format's rules (NVGRE, VXLAN)."""
 
 
-class RingCorruptError(VhdkitError):
+class VmbusError(VhdkitError):
+    """The VMBus sibling package: its ring, channel or registry settings."""
+
+
+class RingCorruptError(VmbusError):
     """A VMBus ring holds a packet descriptor that points outside what was written."""
 
 
-class RegistryError(VhdkitError):
+class RegistryError(VmbusError):
     """A .reg file or a buffer setting vhdkit cannot write or read."""
 
 
-class ChannelError(VhdkitError):
-    """The other side of a shared ring stopped while this side waited on it."""
+class ChannelError(VmbusError):
+    """The other side of a shared ring stopped while this side waited on it, or failed."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import vhdkit
-from vhdkit.check import check, parse_rules
+from vhdkit.ops.check import check, parse_rules
 from vhdkit.units import GiB, MiB
 
 from ..test_cli import vhdkit_cmd

@@ -7,7 +7,7 @@ import hashlib
 import struct
 
 import vhdkit
-from vhdkit.check import check
+from vhdkit.ops.check import check
 from vhdkit.units import MiB
 
 from ..conftest import require_tool, run, sha256_of_disk

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import vhdkit
-from vhdkit.check import check
+from vhdkit.ops.check import check
 from vhdkit.units import MiB
 
 from ..conftest import require_tool, run

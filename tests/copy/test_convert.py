@@ -12,7 +12,8 @@ import threading
 import pytest
 
 import vhdkit
-from vhdkit.copy import CopyVerificationError, copy_disk, verify_copy
+from vhdkit.copy import copy_disk, verify_copy
+from vhdkit.errors import CopyVerificationError
 from vhdkit.copy.engine import DEFAULT_CHUNK
 from vhdkit.errors import StorageError
 

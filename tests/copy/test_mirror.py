@@ -9,10 +9,10 @@ import time
 import pytest
 
 import vhdkit
-from vhdkit.copy.guest import GuestDisk
-from vhdkit.copy.mirror import MirrorJob
+from vhdkit.guest import GuestDisk
+from vhdkit.migration.mirror import MirrorJob
 from vhdkit.errors import MigrationError
-from vhdkit.open import disk_class
+from vhdkit import formats
 from vhdkit.storage import open_store
 
 from .guestload import FaultyStore, StampedWriter, read_all
@@ -148,11 +148,11 @@ def test_an_io_error_fails_the_job_and_the_guest_goes_on(tmp_path, side):
     src = tmp_path / "src.vhdx"
     shadow = make_source(src, "vhdx")
     faulty_src = FaultyStore(open_store(src, writable=True))
-    guest = GuestDisk(disk_class("vhdx")(faulty_src, writable=True))
+    guest = GuestDisk(formats.VHDX.disk_class()(faulty_src, writable=True))
     writer = StampedWriter(guest, shadow, rate=200).start()
     new_target(tmp_path / "dst.vhdx", "vhdx").close()
     faulty_dst = FaultyStore(open_store(tmp_path / "dst.vhdx", writable=True))
-    target = disk_class("vhdx")(faulty_dst, writable=True)
+    target = formats.VHDX.disk_class()(faulty_dst, writable=True)
     job = MirrorJob(guest, target, speed=8 * MiB).start()  # slow enough to be caught mid-copy
     time.sleep(0.3)
     if side == "target":
@@ -181,7 +181,7 @@ def raw_guest_and_faulty_target(tmp_path):
     guest = GuestDisk(vhdkit.open(src, "r+"))
     new_target(tmp_path / "dst.raw", "raw").close()
     faulty = FaultyStore(open_store(tmp_path / "dst.raw", writable=True))
-    return guest, shadow, faulty, disk_class("raw")(faulty, writable=True)
+    return guest, shadow, faulty, formats.RAW.disk_class()(faulty, writable=True)
 
 
 def test_a_transient_target_error_is_retried(tmp_path):

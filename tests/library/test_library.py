@@ -118,9 +118,11 @@ def test_a_rescan_reads_exactly_the_files_that_changed(tree, tmp_path, monkeypat
         with vhdkit.open(path, "r+") as disk:
             disk.pwrite(0, b"changed")
     opened: list[str] = []
-    real_open, real_check = vhdkit.open, vhdkit.check
-    monkeypatch.setattr(vhdkit, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
-    monkeypatch.setattr(vhdkit, "check", lambda path, *a, **k: opened.append(str(path)) or real_check(path, *a, **k))
+    from vhdkit.library import records  # what a scan opens and checks each file with
+
+    real_open, real_check = records.open_image, records.check
+    monkeypatch.setattr(records, "open_image", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    monkeypatch.setattr(records, "check", lambda path, *a, **k: opened.append(str(path)) or real_check(path, *a, **k))
     with Library(db) as library:
         report = library.scan([root])
         assert sorted(report.read) == touched and report.unchanged == report.files - 2

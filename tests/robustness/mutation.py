@@ -1,4 +1,4 @@
-"""Mass mutation of VHD and VHDX images against the robustness contract (DESIGN.md §3).
+"""Mass mutation of VHD and VHDX images against the robustness contract (specs/architecture.md).
 
     python -m tests.robustness.mutation --count 20000 --seed 1     # what CI runs (under 3 minutes)
     python -m tests.robustness.mutation --count 500000 --seed 7    # a soak
@@ -33,9 +33,9 @@ from pathlib import Path
 import crcmod.predefined
 
 import vhdkit
-from vhdkit.check import check
+from vhdkit.ops.check import check
 from vhdkit.errors import VhdkitError
-from vhdkit.open import disk_class
+from vhdkit import formats
 from vhdkit.storage import BaseStore
 from vhdkit.vhd import layout as VL
 
@@ -220,7 +220,7 @@ def exercise(base: Base, length: int, outcomes: dict[str, int]) -> None:
     store = BytesStore(base.buf, length)
     opened = "refused"
     try:
-        cls = disk_class(base.fmt)
+        cls = formats.get(base.fmt).disk_class()
         disk = cls(store, tolerate_checksum=True) if base.fmt == "vhd" else cls(store)
         disk.info()
         for i, ext in enumerate(disk.extents(through_parents=False)):

@@ -136,7 +136,7 @@ def test_metadata_change_disk_id(tmp_path):
 
 
 def test_differencing_partial_write_and_sector_bitmap(tmp_path):
-    from vhdkit.open import parent_resolver
+    from vhdkit.ops.open import parent_resolver
 
     parent = tmp_path / "parent.vhdx"
     with vhdkit.create(parent, 64 * MiB, block_size=2 * MiB) as disk:
@@ -168,9 +168,7 @@ def test_differencing_partial_write_and_sector_bitmap(tmp_path):
 
 
 def test_create_is_all_or_nothing(tmp_path, monkeypatch):
-    import sys
-
-    create_module = sys.modules["vhdkit.create"]  # the module; vhdkit.create is the function
+    import vhdkit.ops.create as create_module  # the module; vhdkit.create is the function
     target = tmp_path / "new.vhdx"
     counter: dict[str, int | None] = {"budget": None, "ops": 0}
     real_open_store = create_module.open_store

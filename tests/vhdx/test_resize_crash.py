@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import vhdkit
+from vhdkit import formats
 from vhdkit.vhd.image import VhdDisk
 from vhdkit.vhdx import VhdxDisk
 
@@ -37,7 +38,7 @@ def pristine(path: Path, fmt: str, size: int) -> dict[int, bytes]:
 
 
 def cut_resize(path: Path, fmt: str, new_size: int, budget: int | None, model: str) -> int:
-    store = run_cut(path, budget, model, lambda disk: disk.resize(new_size, force=True),
+    store = run_cut(path, budget, model, lambda disk: formats.of(disk).load("resize")(disk, new_size, force=True),
                     disk_class=VhdxDisk if fmt == "vhdx" else VhdDisk)
     return store.ops
 

@@ -1,11 +1,9 @@
-"""Block copy engine and live storage migration (DESIGN.md §6). Depends on disk and storage only.
+"""The block copy engine: copy what one disk holds into another (convert, merge to a new disk).
 
-``copy_disk`` copies what one disk holds into another; ``MirrorJob`` moves a disk a guest keeps
-writing (through its ``GuestDisk`` handle) and switches the guest over.
+It depends on ``disk`` alone; live migration (``vhdkit.migration``) builds on the same disks but
+not on this package.
 """
 
-from .engine import CopyStats, CopyVerificationError, copy_disk, verify_copy
-from .guest import GuestDisk
-from .mirror import MirrorJob
+from .engine import CopyStats, copy_disk, verify_copy
 
-__all__ = ["CopyStats", "CopyVerificationError", "GuestDisk", "MirrorJob", "copy_disk", "verify_copy"]
+__all__ = ["CopyStats", "copy_disk", "verify_copy"]

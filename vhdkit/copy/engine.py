@@ -19,15 +19,11 @@ import time
 from typing import Callable, Iterator
 
 from ..disk import ExtentState, VirtualDisk
-from ..errors import MigrationError, ParentNotFoundError
+from ..errors import CopyVerificationError, MigrationError, ParentNotFoundError
 
 DEFAULT_CHUNK = 1 << 20  # measured: 1 MiB buffers stay in cache; 4 MiB copies ~25% slower
 WRITEBACK_HINT_EVERY = 64 << 20
 ProgressCallback = Callable[[int, int], None]  # (bytes of the source done, source size)
-
-
-class CopyVerificationError(MigrationError):
-    """The verify pass found the target differing from the source."""
 
 
 class CopyStats:

@@ -13,7 +13,11 @@ import sqlite3
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ..errors import VhdkitError
+from ..errors import LibraryError, VhdkitError
+from ..formats import VHD, VHDX
+from ..ops.check import check
+from ..ops.create import BLANK_SIZES, create
+from ..ops.open import open_image
 from .records import DISK_SUFFIXES, ImageRecord, describe, from_row, to_row
 
 SCHEMA = f"""
@@ -47,7 +51,7 @@ class Library:
             self._db = sqlite3.connect(path)
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise VhdkitError(f"cannot use {path} as the library's database: {e}") from e
+            raise LibraryError(f"cannot use {path} as the library's database: {e}") from e
 
     def close(self) -> None:
         self._db.close()
@@ -178,7 +182,7 @@ def _root(location: str | os.PathLike[str]) -> str:
         return text.rstrip("/")
     root = os.path.abspath(text)
     if not os.path.isdir(root):
-        raise VhdkitError(f"{root} is not a folder")
+        raise LibraryError(f"{root} is not a folder")
     return root
 
 
@@ -270,21 +274,20 @@ def init_blank_disks(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """Put VMM's blank library disks in ``folder`` (a path or an smb:// URL) where missing: "Blank Disk - Small" (16 GiB)
     and "Blank Disk - Large" (60 GiB), dynamic, as .vhdx and .vhd; each is checked after it is
     made (exact size, clean). Returns (path, "created" or "present")."""
-    import vhdkit
-
     out = []
     where = os.fspath(folder)
     for stem, blank in BLANK_DISKS.items():
-        for fmt in ("vhdx", "vhd"):
-            path = f"{where.rstrip('/')}/{stem}.{fmt}" if _is_smb(where) else os.path.join(where, f"{stem}.{fmt}")
+        for fmt in (VHDX, VHD):
+            name = stem + fmt.extensions[0]
+            path = f"{where.rstrip('/')}/{name}" if _is_smb(where) else os.path.join(where, name)
             if _exists(path):
                 out.append((path, "present"))
                 continue
-            vhdkit.create(path, vhdkit.BLANK_SIZES[blank], format=fmt).close()
-            with vhdkit.open(path) as disk:
+            create(path, BLANK_SIZES[blank], format=fmt).close()
+            with open_image(path) as disk:
                 size, kind = disk.size, disk.info().type
-            verdict = vhdkit.check(path).verdict
-            if (size, kind, verdict) != (vhdkit.BLANK_SIZES[blank], "dynamic", "clean"):
-                raise VhdkitError(f"{path} came out wrong: {size} bytes, {kind}, check {verdict}")
+            verdict = check(path).verdict
+            if (size, kind, verdict) != (BLANK_SIZES[blank], "dynamic", "clean"):
+                raise LibraryError(f"{path} came out wrong: {size} bytes, {kind}, check {verdict}")
             out.append((path, "created"))
     return out

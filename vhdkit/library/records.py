@@ -6,7 +6,12 @@ import json
 import os
 from typing import Any, NamedTuple
 
-DISK_SUFFIXES = (".vhd", ".vhdx", ".avhd", ".avhdx")
+from .. import formats
+from ..errors import ParentMismatchError, ParentNotFoundError, VhdkitError
+from ..ops.check import check
+from ..ops.open import open_image
+
+DISK_SUFFIXES = formats.DISK_EXTENSIONS
 
 
 class ImageRecord(NamedTuple):
@@ -36,9 +41,7 @@ class ImageRecord(NamedTuple):
 def describe(path: str, stat: Any, now: float) -> ImageRecord:
     """Open the image (headers and metadata only) and check it; a damaged one is described by
     what its check found instead of failing the scan. ``stat``: st_size, st_mtime_ns, st_blocks."""
-    import vhdkit
-
-    report = vhdkit.check(path)
+    report = check(path)
     findings = [str(f) for f in report.findings] + ([report.failure] if report.failure else [])
     base: dict[str, Any] = dict(path=path, format=None, type=None, virtual_size=None, file_size=stat.st_size,
                                 size_on_disk=stat.st_blocks * 512, block_size=None, logical_sector_size=None,
@@ -48,19 +51,19 @@ def describe(path: str, stat: Any, now: float) -> ImageRecord:
     problem = None
     try:
         try:
-            disk = vhdkit.open(path)
-        except (vhdkit.ParentNotFoundError, vhdkit.ParentMismatchError) as e:
+            disk = open_image(path)
+        except (ParentNotFoundError, ParentMismatchError) as e:
             problem = str(e)
-            disk = vhdkit.open(path, resolve_parents=False)
+            disk = open_image(path, resolve_parents=False)
         with disk:
             info = disk.info()
-    except vhdkit.VhdkitError as e:
+    except VhdkitError as e:
         if not findings:
             base["findings"] = [str(e)]
         if base["verdict"] == "clean":
             base["verdict"] = "not checked"
         return ImageRecord(**base)
-    if info.format not in ("vhd", "vhdx"):
+    if not formats.get(info.format).structured:
         base["verdict"] = "not checked"
         base["findings"] = findings or [f"not a VHD or VHDX image (reads as {info.format})"]
         return ImageRecord(**base)

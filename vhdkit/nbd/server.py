@@ -19,6 +19,7 @@ from typing import Any
 
 from ..disk import ExtentState, VirtualDisk
 from ..errors import ReadOnlyError, VhdkitError
+from ..guest import GuestDisk
 from . import protocol as P
 
 
@@ -39,9 +40,7 @@ def parse_address(address: str) -> tuple[int, Any]:
 
 
 class NbdServer:
-    def __init__(self, disk: Any, *, read_only: bool = False, description: str = "") -> None:
-        from ..copy.guest import GuestDisk
-
+    def __init__(self, disk: GuestDisk | VirtualDisk, *, read_only: bool = False, description: str = "") -> None:
         self.disk = disk if isinstance(disk, GuestDisk) else GuestDisk(disk)
         self.read_only = read_only or not self.disk.writable
         self.description = description

@@ -1,4 +1,4 @@
-"""Where a VM's files should go, and putting them there (DESIGN.md §7).
+"""Where a VM's files should go, and putting them there (placement on SMB 3 shares).
 
 A VM is described by what it will store: its configuration, its virtual disks (fixed disks take
 their virtual size; dynamic ones their current size, or their virtual size with
@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
 
+from .. import formats
 from ..errors import PlacementError, VhdkitError
+from ..formats import VHDX, Format
+from ..ops.check import check
+from ..ops.create import create
 from ..units import MiB, format_size, parse_size
 from .folders import Folders
 from .locations import Capacity, Host, Location, Reach
@@ -30,22 +34,16 @@ class DiskSpec(NamedTuple):
     current_size: int | None = None  # bytes the file holds now; None: a new disk
 
     @property
-    def format(self) -> str:
-        return "vhd" if self.name.lower().endswith(".vhd") else "vhdx"
+    def format(self) -> Format:
+        """What the file name says (a name without a disk extension is a VHDX, Hyper-V's default)."""
+        return formats.by_extension(self.name) or VHDX
 
     def file_bytes(self, full: bool = False) -> int:
         """Space the file takes: a fixed disk its whole file as created (VHDX: whole 32 MiB
         blocks, so a 20 MiB fixed disk takes 36 MiB), a dynamic one what it holds now, or with
         ``full`` what it may grow to."""
         if self.type == "fixed" or self.current_size is None:
-            if self.format == "vhd":
-                from ..vhd.create import new_file_size as vhd_size
-
-                new = vhd_size(self.virtual_size, self.type)
-            else:
-                from ..vhdx.create import new_file_size as vhdx_size
-
-                new = vhdx_size(self.virtual_size, self.type)
+            new = self.format.new_file_bytes(self.virtual_size, self.type)
             if self.type == "fixed":
                 return new
         else:
@@ -181,8 +179,6 @@ def place(vm: VmSpec, location: Location) -> Placement:
 def _place(vm: VmSpec, location: Location) -> Placement:
     import json
 
-    import vhdkit
-
     fs = Folders(location)
     root = fs.join(location.where, vm.name)
     made_files: list[str] = []
@@ -194,20 +190,20 @@ def _place(vm: VmSpec, location: Location) -> Placement:
         disks = fs.join(root, "Virtual Hard Disks")
         for disk in vm.disks:
             current = fs.join(disks, disk.name)
-            vhdkit.create(current, disk.virtual_size, format=disk.format, type=disk.type).close()
+            create(current, disk.virtual_size, format=disk.format, type=disk.type).close()
             made_files.append(current)
         for i, (disk_name, _) in enumerate(vm.checkpoints):
             parent = fs.join(disks, disk_name)
             stem = disk_name.rsplit(".", 1)[0]
             current = fs.join(disks, f"{stem}_checkpoint{i + 1}.avhdx")
-            vhdkit.create(current, format="vhdx", parent=parent).close()
+            create(current, format=VHDX, parent=parent).close()
             made_files.append(current)
         current = fs.join(fs.join(root, "Virtual Machines"), f"{vm.name}.vhdkit.json")
         fs.write(current, json.dumps(vm.to_dict(), indent=2).encode())
         made_files.append(current)
         for path in made_files[:-1]:
             current = path
-            report = vhdkit.check(path)
+            report = check(path)
             if report.verdict != "clean":
                 raise PlacementError(f"{path} does not check clean: {report.findings}")
     except (VhdkitError, OSError, ValueError) as e:

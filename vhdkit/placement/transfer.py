@@ -1,4 +1,4 @@
-"""Moving a running VM, with the transfer types VMM names (DESIGN.md §6, §7).
+"""Moving a running VM, with the transfer types VMM names (specs/migration.md, "Transfer types").
 
 - **Live Storage**: same host, the storage moves: every file under the VM's folder (configuration,
   disks, checkpoint chains, saved state) to another location, while the VM keeps running.
@@ -24,10 +24,12 @@ import time
 import uuid
 from typing import Any, NamedTuple, Sequence
 
-from ..copy.guest import GuestDisk
-from ..copy.mirror import MirrorJob, complete_together
-from ..copy.service import create_target
+from ..guest import GuestDisk
+from ..migration.mirror import MirrorJob
+from ..migration.service import create_target
+from ..migration.switchover import complete_together
 from ..errors import PlacementError, VhdkitError
+from ..ops.open import open_image
 from ..units import format_size
 from .folders import Folders, copy_file
 from .locations import Host, Location
@@ -66,11 +68,9 @@ class RunningVm:
             raise PlacementError(f"{self.config_path} is not a VM this toolkit placed: {e}") from None
         self.spec = VmSpec.from_dict({k: v for k, v in self.config.items() if k in VmSpec._fields})
         self.guests: dict[str, GuestDisk] = {}  # running layer's file name -> the guest's handle
-        import vhdkit
-
         try:
             for layer in self.running_layers():
-                self.guests[layer] = GuestDisk(vhdkit.open(self.fs.join(self.folder, DISK_FOLDER, layer), "r+"))
+                self.guests[layer] = GuestDisk(open_image(self.fs.join(self.folder, DISK_FOLDER, layer), "r+"))
         except BaseException:
             self.close()
             raise
@@ -210,7 +210,7 @@ def _preconditions(vm: RunningVm, to: Location, runs_on: Host, needed: int, dest
 def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> MirrorJob:
     source = guest.active
     info = source.info()
-    fmt = "vhd" if info.format == "vhd" else ("raw" if info.format == "raw" else "vhdx")
+    fmt = info.format
     disk_id = uuid.UUID(info.disk_id) if info.disk_id else None
     if source.parent is not None:  # the top of a chain: a new child of the copied parent
         parent_name = _file_name(source.parent.name)

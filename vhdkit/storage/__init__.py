@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 
 from .base import BaseStore, Borrowed, Store, read_fully
+from .fileobj import FileObjectStore
 from .fsspec_store import FsspecStore
 from .local import LocalStore
 from .overlay import OverlayStore
 
 __all__ = [
     "BaseStore",
+    "FileObjectStore",
     "Borrowed",
     "FsspecStore",
     "LocalStore",

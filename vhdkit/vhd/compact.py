@@ -13,28 +13,22 @@ space nothing refers to yet.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
-from ..disk import StoredZeros
+from ..disk import CompactReport, StoredZeros
+from ..errors import ReadOnlyError
 from ..units import align_up
 from . import layout as L
-
-if TYPE_CHECKING:
-    from .image import VhdDisk
+from .image import VhdDisk, parse_footer
 
 BATCH = 64
 
 
-def compact(disk: "VhdDisk") -> object:
-    from ..vhdx.compact import CompactReport
-
+def compact(disk: VhdDisk) -> CompactReport:
     store = disk.file_store
     old_size = store.size()
     if disk.bat is None:  # fixed: its data is its space
         return CompactReport(0, 0, old_size, old_size)
     if not disk.writable():
-        from ..errors import ReadOnlyError
-
         raise ReadOnlyError(f"{disk.name} is open read-only")
     with disk._write_lock:  # noqa: SLF001 - this package's own disk
         zeroed = 0 if disk.differencing else _drop_zero_blocks(disk)
@@ -43,11 +37,11 @@ def compact(disk: "VhdDisk") -> object:
     return CompactReport(zeroed, moved, old_size, store.size())
 
 
-def _slot(disk: "VhdDisk") -> int:
+def _slot(disk: VhdDisk) -> int:
     return disk.bitmap_bytes + disk.block_size
 
 
-def _set_entries(disk: "VhdDisk", changes: dict[int, int]) -> None:
+def _set_entries(disk: VhdDisk, changes: dict[int, int]) -> None:
     """Rewrite the BAT sectors holding ``changes`` (block -> entry), one sector write each."""
     assert disk.bat is not None and disk.header is not None
     store = disk.file_store
@@ -66,7 +60,7 @@ def _set_entries(disk: "VhdDisk", changes: dict[int, int]) -> None:
     store.flush()
 
 
-def _drop_zero_blocks(disk: "VhdDisk") -> int:
+def _drop_zero_blocks(disk: VhdDisk) -> int:
     assert disk.bat is not None
     store = disk.file_store
     reads_zero = StoredZeros(store)
@@ -79,7 +73,7 @@ def _drop_zero_blocks(disk: "VhdDisk") -> int:
     return len(changes)
 
 
-def _data_start(disk: "VhdDisk") -> int:
+def _data_start(disk: VhdDisk) -> int:
     """The first byte blocks may use: after the footer copy, the header, the BAT and the locators."""
     assert disk.header is not None
     ends = [L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE, disk.header_offset + L.DYNAMIC_HEADER_SIZE,
@@ -89,7 +83,7 @@ def _data_start(disk: "VhdDisk") -> int:
     return align_up(max(ends), L.SECTOR)
 
 
-def _move_down(disk: "VhdDisk") -> int:
+def _move_down(disk: VhdDisk) -> int:
     assert disk.bat is not None
     store = disk.file_store
     slot = _slot(disk)
@@ -120,7 +114,7 @@ def _move_down(disk: "VhdDisk") -> int:
         moved += len(plan)
 
 
-def _cut(disk: "VhdDisk") -> None:
+def _cut(disk: VhdDisk) -> None:
     assert disk.bat is not None
     store = disk.file_store
     end = max([_data_start(disk)] + [e * L.SECTOR + _slot(disk) for e in disk.bat if e != L.BAT_UNUSED])
@@ -130,8 +124,6 @@ def _cut(disk: "VhdDisk") -> None:
     store.flush()
     store.truncate(end + L.FOOTER_SIZE)
     store.flush()
-    from .image import parse_footer
-
     parsed = parse_footer(disk.footer_info.raw, end)
     assert parsed is not None
     disk.footer_info = parsed

@@ -1,6 +1,6 @@
 """New VHD files (fixed, dynamic, differencing).
 
-Sizes follow DESIGN.md §4: CurrentSize is exactly what was asked (16 GiB stays 17179869184, a
+Sizes follow specs/architecture.md ("VHD size"): CurrentSize is exactly what was asked (16 GiB stays 17179869184, a
 whole number of MiB), and the CHS geometry is the specification's when it represents that size
 exactly, else the maximum 65535/16/255, so that Windows, libvhdi, dissect and qemu old and new
 all see CurrentSize.
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
+from .._version import __version__
+from ..disk import VirtualDisk, child_size
 from ..storage import Store
 from ..units import align_up
 from . import layout as L
@@ -31,8 +33,6 @@ class VhdParentLink(NamedTuple):
 
 
 def _creator_version() -> int:
-    from .. import __version__
-
     major, minor = (int(x) for x in __version__.split(".")[:2])
     return major << 16 | minor
 
@@ -129,3 +129,31 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
         store.pwrite(offset, data)
     store.pwrite(at, footer)  # the footer at the end ...
     store.pwrite(0, footer)  # ... and its copy at 0: written last, it makes the file a VHD
+
+
+def plan_new(target: object, size: int | None, *, disk_type: str, block_size: int | None = None,
+             logical_sector_size: int | None = None, physical_sector_size: int | None = None,
+             parent: VirtualDisk | None = None, parent_paths: tuple[str, str | None] | None = None,
+             disk_id: uuid.UUID | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
+    """How ``write_new_vhd`` will make the image the caller asks for (ValueError if it cannot).
+
+    ``parent`` is the open parent of a differencing disk and ``parent_paths`` the (relative,
+    absolute) paths by which the child will find it."""
+    from .image import VhdDisk
+
+    if logical_sector_size not in (None, L.SECTOR) or physical_sector_size not in (None, L.SECTOR):
+        raise ValueError("a VHD has 512-byte sectors only")
+    link = None
+    if parent is not None:
+        size = child_size(parent, VhdDisk, size)
+        assert isinstance(parent, VhdDisk)
+        relative, absolute = parent_paths or (None, None)
+        link = VhdParentLink(bytes(parent.footer.unique_id), _file_name(parent.name), relative or "", absolute)
+    if size is None:
+        raise ValueError("size is required (or a parent for a differencing disk)")
+    return write_new_vhd, dict(size=size, disk_type=disk_type, block_size=block_size or L.DEFAULT_BLOCK_SIZE,
+                               disk_id=disk_id, parent=link)
+
+
+def _file_name(path_or_url: str) -> str:
+    return path_or_url.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]

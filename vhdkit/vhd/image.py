@@ -21,6 +21,7 @@ from typing import Callable, Iterator, NamedTuple
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, UnsupportedFeatureError
+from ..formats import VHD
 from ..storage import Store
 from ..structs import Record
 from ..units import align_up, is_power_of_two
@@ -45,7 +46,7 @@ def parse_footer(raw: bytes, offset: int) -> ParsedFooter | None:
 
 
 class VhdDisk(VirtualDisk):
-    format_name = "vhd"
+    format_name = VHD.name
 
     def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None,
                  tolerate_checksum: bool = False, unpublished: bool = False) -> None:
@@ -299,16 +300,6 @@ class VhdDisk(VirtualDisk):
         with self._write_lock:
             self._ordered = True
 
-    def compact(self) -> object:
-        from .compact import compact
-
-        return compact(self)
-
-    def resize(self, new_size: int, *, force: bool = False) -> None:
-        from .resize import resize
-
-        resize(self, new_size, force=force)
-
     def _write_aligned(self, offset: int, data: memoryview) -> None:
         self._check_open()
         if not self._writable:
@@ -399,7 +390,7 @@ class VhdDisk(VirtualDisk):
                 "resolved": self.parent.name if self.parent is not None else None,
             }
         return DiskInfo(
-            path=self.name, format="vhd", type=self.disk_type, virtual_size=self.size,
+            path=self.name, format=self.format_name, type=self.disk_type, virtual_size=self.size,
             file_size=self.file_store.size(), size_on_disk=self.file_store.allocated_bytes(),
             logical_sector_size=L.SECTOR, physical_sector_size=L.SECTOR,
             block_size=self.block_size or None, disk_id=str(self.unique_id), creator=f"{creator.strip()} {version}",

@@ -124,7 +124,7 @@ MAX_CHS = (65535, 16, 255)
 
 
 def chs_for_size(size: int) -> tuple[int, int, int]:
-    """DESIGN.md §4: the spec's CHS when it gives exactly ``size``, else the maximum, so every
+    """specs/architecture.md, "VHD size": the spec's CHS when it gives exactly ``size``, else the maximum, so every
     reader (Windows, libvhdi, dissect, qemu old and new) sees CurrentSize as the size."""
     c, h, s = chs_geometry(size)
     return (c, h, s) if c * h * s * SECTOR == size else MAX_CHS

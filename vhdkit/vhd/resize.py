@@ -19,26 +19,22 @@ Shrinking a VHD is refused, as Resize-VHD refuses it.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
+from ..errors import ReadOnlyError, ResizeRefusedError
 from ..units import align_up, format_size
 from . import layout as L
-
-if TYPE_CHECKING:
-    from .image import VhdDisk
+from .image import VhdDisk, parse_footer
 
 
-def resize(disk: "VhdDisk", new_size: int, *, force: bool = False) -> None:
-    from ..vhdx.resize import ResizeRefused
-
+def resize(disk: VhdDisk, new_size: int, *, force: bool = False) -> None:
     if not disk.writable():
-        raise ResizeRefused(f"{disk.name} is open read-only")
+        raise ReadOnlyError(f"{disk.name} is open read-only")
     if new_size <= 0 or new_size % L.SECTOR:
-        raise ResizeRefused("the new size must be a positive multiple of 512")
+        raise ResizeRefusedError("the new size must be a positive multiple of 512")
     if new_size > L.MAX_SIZE:
-        raise ResizeRefused(f"{format_size(new_size)} is larger than the VHD maximum of 2040 GiB")
+        raise ResizeRefusedError(f"{format_size(new_size)} is larger than the VHD maximum of 2040 GiB")
     if new_size < disk.size:
-        raise ResizeRefused("a VHD cannot be shrunk (convert it to VHDX, which can)")
+        raise ResizeRefusedError("a VHD cannot be shrunk (convert it to VHDX, which can)")
     if new_size == disk.size:
         return
     with disk._write_lock:  # noqa: SLF001 - this package's own disk
@@ -49,7 +45,7 @@ def resize(disk: "VhdDisk", new_size: int, *, force: bool = False) -> None:
         disk.size = new_size
 
 
-def _footer_for(disk: "VhdDisk", new_size: int) -> bytes:
+def _footer_for(disk: VhdDisk, new_size: int) -> bytes:
     """The footer with the new size. OriginalSize too: the specification calls it informational,
     but libvhdi reports it as the media size (measured: a grown VHD with only CurrentSize changed
     read as its old size there), and "read the same in every reader" comes first."""
@@ -62,16 +58,14 @@ def _footer_for(disk: "VhdDisk", new_size: int) -> bytes:
     return bytes(raw)
 
 
-def _adopt_footer(disk: "VhdDisk", raw: bytes, offset: int) -> None:
-    from .image import parse_footer
-
+def _adopt_footer(disk: VhdDisk, raw: bytes, offset: int) -> None:
     parsed = parse_footer(raw, offset)
     assert parsed is not None and parsed.checksum_ok
     disk.footer_info = parsed
     disk.footer = parsed.fields
 
 
-def _grow_fixed(disk: "VhdDisk", new_size: int) -> None:
+def _grow_fixed(disk: VhdDisk, new_size: int) -> None:
     store = disk.file_store
     old_size = disk.size
     reserve = getattr(store, "preallocate", None)
@@ -87,7 +81,7 @@ def _grow_fixed(disk: "VhdDisk", new_size: int) -> None:
     _adopt_footer(disk, footer, new_size)
 
 
-def _grow_dynamic(disk: "VhdDisk", new_size: int) -> None:
+def _grow_dynamic(disk: VhdDisk, new_size: int) -> None:
     from array import array
 
     store = disk.file_store
@@ -127,7 +121,7 @@ def _grow_dynamic(disk: "VhdDisk", new_size: int) -> None:
     _adopt_footer(disk, footer, end)
 
 
-def _first_used_after(disk: "VhdDisk", table_offset: int) -> int:
+def _first_used_after(disk: VhdDisk, table_offset: int) -> int:
     """The first byte after the BAT that something uses: a block, a parent locator, the footer."""
     assert disk.bat is not None and disk.header is not None
     candidates = [disk.file_store.size() - L.FOOTER_SIZE]

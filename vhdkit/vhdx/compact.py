@@ -15,31 +15,18 @@ opens it for writing, so the advisory lock every vhdkit writer takes keeps it fr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ..disk import StoredZeros
+from ..disk import CompactReport, StoredZeros
 from ..units import MiB, align_up
 from . import layout as L
+from .image import VhdxDisk
 from .session import Transaction
-
-if TYPE_CHECKING:
-    from .image import VhdxDisk
 
 BATCH = 192  # BAT changes per log entry: each touches at most one 4 KiB BAT sector, and a 1 MiB log holds ~250
 
 
-class CompactReport(NamedTuple):
-    zero_blocks: int  # blocks found all zeros and no longer stored
-    moved: int  # blocks and bitmaps moved down
-    old_file_size: int
-    new_file_size: int
-
-    @property
-    def reclaimed(self) -> int:
-        return self.old_file_size - self.new_file_size
-
-
-def compact(disk: "VhdxDisk") -> CompactReport:
+def compact(disk: VhdxDisk) -> CompactReport:
     disk._check_writable()  # noqa: SLF001 - this package's own disk
     store = disk.file_store
     old_size = store.size()
@@ -61,7 +48,7 @@ def compact(disk: "VhdxDisk") -> CompactReport:
     return CompactReport(zeroed, moved, old_size, store.size())
 
 
-def _drop_zero_blocks(disk: "VhdxDisk") -> int:
+def _drop_zero_blocks(disk: VhdxDisk) -> int:
     g = disk.geometry
     bs = g.block_size
     gone_state = L.PAYLOAD_BLOCK_ZERO if g.has_parent else L.PAYLOAD_BLOCK_NOT_PRESENT
@@ -88,7 +75,7 @@ class _Piece(NamedTuple):
     index: int  # BAT entry
 
 
-def _pieces(disk: "VhdxDisk") -> list[_Piece]:
+def _pieces(disk: VhdxDisk) -> list[_Piece]:
     """Every stored payload block and sector bitmap, by file offset."""
     ratio = disk.geometry.chunk_ratio
     out = []
@@ -105,14 +92,14 @@ def _pieces(disk: "VhdxDisk") -> list[_Piece]:
     return sorted(out)
 
 
-def _fixed_end(disk: "VhdxDisk") -> int:
+def _fixed_end(disk: VhdxDisk) -> int:
     """End of the structures that never move: header section, log, regions (BAT, metadata)."""
     end = max([L.HEADER_SECTION_SIZE, disk.header.log_offset + disk.header.log_length]
               + [r.end for r in disk.regions.current.regions])
     return align_up(end, MiB)
 
 
-def _move_down(disk: "VhdxDisk") -> int:
+def _move_down(disk: VhdxDisk) -> int:
     """Move the pieces lying past where the compacted file will end into the gaps below it, the
     last first, a batch per log entry (pieces already below that end stay where they are)."""
     store = disk.file_store
@@ -172,10 +159,10 @@ def _fit(gaps: list[tuple[int, int]], piece: _Piece, taken: list[tuple[int, int]
     return None
 
 
-def _used_end(disk: "VhdxDisk") -> int:
+def _used_end(disk: VhdxDisk) -> int:
     pieces = _pieces(disk)
     end = max([_fixed_end(disk)] + [p.offset + p.length for p in pieces])
     return align_up(end, MiB)
 
 
-__all__ = ["CompactReport", "compact"]
+__all__ = ["compact"]

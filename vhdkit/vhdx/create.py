@@ -1,4 +1,4 @@
-"""New VHDX files, laid out as Hyper-V lays them out (DESIGN.md §4; [MS-VHDX] 2.1).
+"""New VHDX files, laid out as Hyper-V lays them out (specs/architecture.md; [MS-VHDX] 2.1).
 
     0       file type identifier (creator names vhdkit)
     64 KiB  header 1, 128 KiB header 2
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import uuid
 from array import array
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
+from .._version import CREATOR
+from ..disk import VirtualDisk, child_size
 from ..storage import Store
 from ..units import MiB, align_up, is_power_of_two
 from . import layout as L
@@ -179,3 +181,34 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
             log_length=LOG_LENGTH, log_offset=LOG_OFFSET, reserved=bytes(4016),
         ))
         store.pwrite(L.HEADER_OFFSETS[slot - 1], with_checksum(header))
+
+
+def plan_new(target: object, size: int | None, *, disk_type: str, block_size: int | None = None,
+             logical_sector_size: int | None = None, physical_sector_size: int | None = None,
+             parent: VirtualDisk | None = None, parent_paths: tuple[str, str | None] | None = None,
+             disk_id: uuid.UUID | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
+    """How ``write_new_vhdx`` will make the image the caller asks for (ValueError if it cannot).
+
+    ``parent`` is the open parent of a differencing disk (its size and logical sector size are
+    the child's) and ``parent_paths`` the (relative, absolute) paths by which the child finds it."""
+    from .image import VhdxDisk
+
+    link = None
+    logical, physical = logical_sector_size, physical_sector_size
+    if parent is not None:
+        child_size(parent, VhdxDisk, size)
+        assert isinstance(parent, VhdxDisk)
+        if logical is not None and logical != parent.logical_sector_size:
+            raise ValueError(f"a differencing disk has its parent's logical sector size ({parent.logical_sector_size})")
+        size, logical = parent.size, parent.logical_sector_size
+        physical = physical or parent.physical_sector_size
+        relative, absolute = parent_paths or ("", None)
+        link = ParentLink(parent.header.data_write_guid, relative, absolute)
+    if size is None:
+        raise ValueError("size is required (or a parent for a differencing disk)")
+    return write_new_vhdx, dict(
+        size=size, disk_type=disk_type,
+        block_size=block_size or (DEFAULT_DIFFERENCING_BLOCK_SIZE if link else DEFAULT_BLOCK_SIZE),
+        logical_sector_size=logical or 512, physical_sector_size=physical or 4096,
+        disk_id=disk_id, parent=link, creator=CREATOR,
+    )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError
+from ..formats import VHDX
 from ..storage import Store
 from ..units import align_up
 from . import layout as L
@@ -24,9 +25,6 @@ from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
 
-if TYPE_CHECKING:
-    from .compact import CompactReport
-
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
 
@@ -35,12 +33,14 @@ _ZERO_STATES = (L.PAYLOAD_BLOCK_ZERO, L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_
 
 
 class VhdxDisk(VirtualDisk):
-    format_name = "vhdx"
+    format_name = VHDX.name
 
     def __init__(self, store: Store, *, writable: bool = False, parent_resolver: ParentResolver | None = None,
-                 unpublished: bool = False) -> None:
+                 tolerate_checksum: bool = False, unpublished: bool = False) -> None:
         """``unpublished``: the file is being built under a name nobody uses yet, so writes skip
-        the log and per-step flushes (UnpublishedSession); the builder flushes once at the end."""
+        the log and per-step flushes (UnpublishedSession); the builder flushes once at the end.
+        ``tolerate_checksum`` is VHD's (whose footer has a copy to fall back on); a VHDX's damaged
+        structure is read from its other copy, or refused."""
         self.file_store = store
         self.creator = read_creator(store)
         selection = select_current_header(store)
@@ -64,7 +64,7 @@ class VhdxDisk(VirtualDisk):
         self._session = (UnpublishedSession(self) if unpublished else WriteSession(self)) if writable else None
         self._unpublished = unpublished
         # A merge writes a child's own data into this parent: the chain reads the same throughout,
-        # so the child must keep accepting its parent until the merge is done (vhdkit/merge.py).
+        # so the child must keep accepting its parent until the merge is done (ops/merge.py).
         self.keep_data_write_guid = False
         self._broken: BaseException | None = None
         if md.has_parent:
@@ -72,16 +72,6 @@ class VhdxDisk(VirtualDisk):
                 self.parent = None
             else:
                 self.parent = parent_resolver(self)
-
-    def compact(self) -> "CompactReport":
-        from .compact import compact
-
-        return compact(self)
-
-    def resize(self, new_size: int, *, force: bool = False) -> None:
-        from .resize import resize
-
-        resize(self, new_size, force=force)
 
     def publish(self) -> None:
         if self._unpublished and self._session is not None:
@@ -353,6 +343,21 @@ class VhdxDisk(VirtualDisk):
         for sector in range(first // bits_per_sector, (first + count - 1) // bits_per_sector + 1):
             tx.bitmap_sectors.add((chunk, sector))
 
+    def begin_merge(self) -> None:
+        """A child's own data is about to be written into this disk: keep DataWriteGuid until
+        end_merge, so the child goes on accepting this disk as its parent meanwhile."""
+        self.keep_data_write_guid = True
+
+    def end_merge(self, changed: bool) -> None:
+        """The merge is over: if it changed the content, say so with a new DataWriteGuid, so
+        children made against the old content are refused rather than read wrong."""
+        self.keep_data_write_guid = False
+        if changed:
+            self._check_writable()
+            with self._write_lock:
+                self.header = write_updated_header(self.file_store, self.header, data_write_guid=uuid.uuid4())
+                self.file_store.flush()
+
     def set_disk_id(self, disk_id: uuid.UUID) -> None:
         """Change the VirtualDiskId metadata item (Set-VHD -ResetDiskIdentifier), through the log."""
         self._check_writable()
@@ -442,7 +447,7 @@ class VhdxDisk(VirtualDisk):
             "sector_bitmap_blocks": self.bat.bitmap_state_counts(),
         }
         return DiskInfo(
-            path=self.name, format="vhdx", type=self.disk_type, virtual_size=self.size,
+            path=self.name, format=self.format_name, type=self.disk_type, virtual_size=self.size,
             file_size=self.file_store.size(), size_on_disk=self.file_store.allocated_bytes(),
             logical_sector_size=self.logical_sector_size, physical_sector_size=self.physical_sector_size,
             block_size=md.block_size, disk_id=str(md.virtual_disk_id), creator=self.creator,

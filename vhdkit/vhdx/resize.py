@@ -22,38 +22,29 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import TYPE_CHECKING
-
-from ..errors import VhdkitError
+from ..errors import ResizeRefusedError, UnsupportedFeatureError
 from ..units import MiB, align_up, format_size
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from .checksum import with_checksum
 from .regions import read_region_tables
+from .image import VhdxDisk
 from .session import Transaction
 
-if TYPE_CHECKING:
-    from .image import VhdxDisk
-
-
-class ResizeRefused(VhdkitError):
-    """The resize would lose data (shrinking over stored bytes without ``force``) or is invalid."""
-
-
-def resize(disk: "VhdxDisk", new_size: int, *, force: bool = False) -> None:
+def resize(disk: VhdxDisk, new_size: int, *, force: bool = False) -> None:
     disk._check_writable()  # noqa: SLF001 - this package's own disk
     lss = disk.logical_sector_size
     if new_size <= 0 or new_size % lss:
-        raise ResizeRefused(f"the new size must be a positive multiple of the {lss}-byte logical sector")
+        raise ResizeRefusedError(f"the new size must be a positive multiple of the {lss}-byte logical sector")
     if new_size > L.MAX_VIRTUAL_DISK_SIZE:
-        raise ResizeRefused(f"{format_size(new_size)} is larger than the VHDX maximum of 64 TiB")
+        raise ResizeRefusedError(f"{format_size(new_size)} is larger than the VHDX maximum of 64 TiB")
     old_size = disk.size
     if new_size == old_size:
         return
     if new_size < old_size:
         stored = _stored_past(disk, new_size)
         if stored and not force:
-            raise ResizeRefused(f"shrinking {disk.name} to {format_size(new_size)} would cut "
+            raise ResizeRefusedError(f"shrinking {disk.name} to {format_size(new_size)} would cut "
                                 f"{format_size(stored)} of data stored past that size (force to cut it)")
     with disk._write_lock:  # noqa: SLF001
         session = disk._session  # noqa: SLF001
@@ -103,7 +94,7 @@ def resize(disk: "VhdxDisk", new_size: int, *, force: bool = False) -> None:
             _cut_unreferenced_tail(disk)
 
 
-def _cut_unreferenced_tail(disk: "VhdxDisk") -> None:
+def _cut_unreferenced_tail(disk: VhdxDisk) -> None:
     """After a shrink (committed): the blocks it dropped that sat at the end of the file go, so
     they are not left as leaked space. (Dropped blocks further in stay until a compact.)"""
     store = disk.file_store
@@ -121,7 +112,7 @@ def _cut_unreferenced_tail(disk: "VhdxDisk") -> None:
         store.flush()
 
 
-def _stored_past(disk: "VhdxDisk", new_size: int) -> int:
+def _stored_past(disk: VhdxDisk, new_size: int) -> int:
     """Bytes this layer stores past ``new_size`` that are not zero."""
     from ..disk import ExtentState, is_zero
 
@@ -141,7 +132,7 @@ def _stored_past(disk: "VhdxDisk", new_size: int) -> int:
     return nonzero
 
 
-def _zero_cut_tail(disk: "VhdxDisk", new_size: int) -> None:
+def _zero_cut_tail(disk: VhdxDisk, new_size: int) -> None:
     """Zero what the last kept block stores past the new end, so a later grow reads zeros."""
     bs = disk.geometry.block_size
     block_end = min(align_up(new_size, bs), disk.size)
@@ -151,7 +142,7 @@ def _zero_cut_tail(disk: "VhdxDisk", new_size: int) -> None:
             disk.pwrite(new_size, bytes(block_end - new_size))
 
 
-def _allocate_fixed_blocks(disk: "VhdxDisk", entries: array, old: BatGeometry, new: BatGeometry) -> None:
+def _allocate_fixed_blocks(disk: VhdxDisk, entries: array, old: BatGeometry, new: BatGeometry) -> None:
     """A fixed disk's new blocks: appended, reserved, FULLY_PRESENT (written before the commit)."""
     bs = new.block_size
     count = new.data_blocks - old.data_blocks
@@ -168,7 +159,7 @@ def _moved_bat_region_table(store: object, copy_offset: int, bat_offset: int, ba
     raw = bytearray(store.pread(copy_offset, L.REGION_TABLE_SIZE))  # type: ignore[attr-defined]
     head = L.RegionTableHeader.parse(bytes(raw[:16]))
     if 16 + 32 * head.entry_count > 4096:
-        raise VhdkitError("a region table's entries do not fit its first 4 KiB sector")
+        raise UnsupportedFeatureError("a region table's entries do not fit its first 4 KiB sector")
     for i in range(head.entry_count):
         at = 16 + 32 * i
         entry = L.RegionTableEntry.parse(bytes(raw[at : at + 32]))

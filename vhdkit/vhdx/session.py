@@ -17,15 +17,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..storage import Store
 from . import layout as L
+from .bat import BlockAllocationTable
 from .headers import VhdxHeader, write_updated_header
 from .log import LogWriter
 
-if TYPE_CHECKING:
-    from .image import VhdxDisk
+
+class SessionDisk(Protocol):
+    """What a session needs of the disk it writes (a VhdxDisk): the file, its current header
+    (which the session replaces as it updates it) and its BAT."""
+
+    file_store: Store
+    header: VhdxHeader
+    bat: BlockAllocationTable
 
 BAT_ENTRIES_PER_SECTOR = L.LOG_SECTOR_SIZE // L.BAT_ENTRY_SIZE
 
@@ -45,7 +52,7 @@ class Transaction:
 
 
 class WriteSession:
-    def __init__(self, disk: "VhdxDisk") -> None:
+    def __init__(self, disk: SessionDisk) -> None:
         self.disk = disk
         self.log: LogWriter | None = None
         self.data_write_guid_changed = False

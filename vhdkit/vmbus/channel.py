@@ -187,7 +187,7 @@ def two_processes(payload_size: int, *, count: int | None = None, seconds: float
             receiver_bell.ring()
         process.join()
         if process.exitcode != 0:
-            raise RuntimeError(f"the receiving process failed (exit {process.exitcode})")
+            raise ChannelError(f"the receiving process failed (exit {process.exitcode})")
         del ring
         mapping.close()
         return RunResult(sent, outcome[0], outcome[1], done.value - start, waits)

@@ -15,29 +15,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .copy import CopyStats, copy_disk
-from .copy.engine import DEFAULT_CHUNK, ProgressCallback
+from .. import formats
+from ..copy.engine import DEFAULT_CHUNK, CopyStats, ProgressCallback, copy_disk
+from ..formats import VHD, Format
+from ..storage import is_url
+from ..units import MiB, align_up, format_size
 from .create import create, open_unpublished, plan_image, publish, refuse_existing, write_temporary
-from .open import open as open_image
-from .storage import is_url
-from .units import MiB, align_up, format_size
+from .open import open_image
 
-#: What the file name's extension says the format is, when the caller does not say.
-EXTENSIONS = {".vhdx": "vhdx", ".avhdx": "vhdx", ".vhd": "vhd", ".avhd": "vhd", ".raw": "raw", ".img": "raw",
-              ".bin": "raw"}
 AZURE_MAX_SIZE = 2040 << 30  # a VHD cannot be larger; Azure's own per-disk limits are lower still
 
 
-def target_format(target: str | os.PathLike[str], format: str | None) -> str:  # noqa: A002
-    if format:
-        return format
-    ext = os.path.splitext(os.fspath(target))[1].lower()
-    if ext not in EXTENSIONS:
-        raise ValueError(f"cannot tell the target format from {ext or 'no extension'!r}: say -O vhdx|vhd|raw")
-    return EXTENSIONS[ext]
-
-
-def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
+def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
+            format: str | Format | None = None,  # noqa: A002
             type: str = "dynamic", block_size: int | None = None, overwrite: bool = False,  # noqa: A002
             azure: bool = False, round_up: bool = False, verify: bool = False, sync: bool = True,
             progress: ProgressCallback | None = None, tolerate_checksum: bool = False,
@@ -49,18 +39,20 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *, f
     as qemu-img convert does by default (cache=unsafe): faster, but a crash soon after may lose it.
     """
     if azure:
-        format, type = "vhd", "fixed"  # noqa: A001
-    fmt = target_format(target, format)
+        format, type = VHD, "fixed"  # noqa: A001
+    fmt = formats.for_target(target, format)
     if type not in ("dynamic", "fixed"):
         raise ValueError(f"a converted image is dynamic or fixed, not {type!r}")
     with open_image(source, tolerate_checksum=tolerate_checksum) as src:
         size = src.size
         if azure:
             size = _azure_size(size, round_up)
-        if fmt != "vhdx" and src.logical_sector_size != 512:
-            raise ValueError(f"{src.name} has {src.logical_sector_size}-byte sectors; only VHDX can hold those")
+        if src.logical_sector_size not in fmt.logical_sector_sizes:
+            holders = [f.title for f in formats.FORMATS if src.logical_sector_size in f.logical_sector_sizes]
+            raise ValueError(f"{src.name} has {src.logical_sector_size}-byte sectors; only {' or '.join(holders)} "
+                             "can hold those")
         options: dict[str, Any] = dict(format=fmt, type=type, block_size=block_size)
-        if fmt == "vhdx":
+        if len(fmt.logical_sector_sizes) > 1:  # the format records the sector sizes: keep the source's
             options["logical_sector_size"] = src.logical_sector_size
             options["physical_sector_size"] = max(src.physical_sector_size, src.logical_sector_size)
         text = os.fspath(target)

@@ -3,20 +3,21 @@
 Rules are written as on the command line: ``format=vhdx``, ``type=fixed``, ``size-multiple=1MiB``,
 ``max-size=2TiB``, ``block-size=32MiB``, ``logical-sector-size=512``, ``no-parent``. The preset
 ``azure`` is a fixed VHD whose size is a whole number of MiB, at most 1023 GiB (the upload limit
-notes/formats.md records).
+specs/vhd.md records).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..formats import NAMES
 from ..units import GiB, format_size, parse_size
 from .report import ERROR, Report
 
 AZURE_MAX_SIZE = 1023 * GiB
 AZURE = ("format=vhd", "type=fixed", "size-multiple=1MiB", f"max-size={AZURE_MAX_SIZE}")
 
-_CHOICES = {"format": ("vhdx", "vhd", "raw"), "type": ("fixed", "dynamic", "differencing")}
+_CHOICES = {"format": NAMES, "type": ("fixed", "dynamic", "differencing")}
 _SIZES = ("size-multiple", "max-size", "block-size", "logical-sector-size", "physical-sector-size")
 
 

@@ -9,14 +9,16 @@ another structure. A whole unreferenced block inside the file is a leak.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from ..disk import VirtualDisk
 from ..errors import VhdkitError
-from ..storage import Borrowed, Store
+from ..storage import Borrowed, Store, open_store
 from ..units import format_size
 from ..vhd import layout as L
 from ..vhd.image import VhdDisk, parse_footer
+from .repair import trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
 from .common import check_parent, error_from, report_overlaps
@@ -118,7 +120,7 @@ def _check_dynamic(disk: VhdDisk, store: Store, file_size: int, space: SpaceMap,
                        length)
 
 
-# notes/formats.md, VHD sizing: qemu up to 9.x takes the size from CHS unless the creator is one of
+# specs/vhd.md, "Size": qemu up to 9.x takes the size from CHS unless the creator is one of
 # these or the CHS is the maximum; qemu 10 takes it from CHS only for "vpc " and "qemu".
 _QEMU9_CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
 _QEMU10_CHS_CREATORS = (b"vpc ", b"qemu")
@@ -130,3 +132,35 @@ def _sized_by_chs(f: object) -> bool:
     if (f.cylinders, f.heads, f.sectors_per_track) == L.MAX_CHS:  # type: ignore[attr-defined]
         return False
     return creator not in _QEMU9_CURRENT_SIZE_CREATORS or creator in _QEMU10_CHS_CREATORS
+
+
+def repair_vhd(target: str | os.PathLike[str], before: Report) -> list[str]:
+    """Repair what ``before`` found and can be repaired safely (see validation.repair); returns
+    what was done."""
+    done: list[str] = []
+    if not {f.structure for f in before.findings} & {"VHD footer", "VHD footer copy", "file space"}:
+        return done
+    store = open_store(target, writable=True)
+    try:
+        with VhdDisk(Borrowed(store)) as disk:  # refuses (CorruptImageError) when no footer checksum is good
+            good, has_copy = disk.footer_info.raw, disk.header is not None
+        size = store.size()
+        if store.pread(size - L.FOOTER_SIZE, L.FOOTER_SIZE) != good:
+            store.pwrite(size - L.FOOTER_SIZE, good)
+            store.flush()
+            done.append("rewrote the VHD footer at the end of the file from its good copy")
+        if has_copy and store.pread(0, L.FOOTER_SIZE) != good:
+            store.pwrite(0, good)
+            store.flush()
+            done.append("rewrote the VHD footer copy at offset 0 from the footer")
+        start = trailing_leak(store, before, size - L.FOOTER_SIZE)
+        if start is not None:
+            store.pwrite(start, good)  # the footer at its new place first, then cut after it
+            store.flush()
+            old_size = store.size()
+            store.truncate(start + L.FOOTER_SIZE)
+            store.flush()
+            done.append(f"moved the footer to {start:#x} and cut {old_size - start - L.FOOTER_SIZE} leaked bytes")
+    finally:
+        store.close()
+    return done

@@ -1,7 +1,7 @@
 """What a mirror job still has to copy, and who is touching which range right now.
 
 ``DirtyMap`` divides the disk into grains (default 64 KiB: the guest's usual write size, since
-coarser tracking multiplies the bytes moved — notes/migration.md §3.3: 1 MiB grains moved 3.9× the
+coarser tracking multiplies the bytes moved — specs/migration.md: 1 MiB grains moved 3.9× the
 disk). One byte per grain keeps "find the next dirty run" a C-speed ``bytearray.find``; a 1 TiB
 disk costs 16 MiB. ``RangeLock`` orders a guest write against a copy of the same grains: whoever
 comes second waits, so a copy can never put stale data over a newer mirrored write (QEMU's

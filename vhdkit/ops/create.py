@@ -13,12 +13,13 @@ import posixpath
 import uuid
 from typing import Any, Callable
 
-from .disk import RawDisk, VirtualDisk
-from .errors import ImageExistsError, UnsupportedFeatureError
-from .open import disk_class
-from .open import open as open_image
-from .storage import Store, is_url, open_store
-from .units import GiB
+from .. import formats
+from ..disk import VirtualDisk
+from ..errors import ImageExistsError
+from ..formats import VHDX, Format
+from ..storage import Store, is_url, open_store
+from ..units import GiB
+from .open import open_image
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
 BLANK_SIZES = {"small": 16 * GiB, "large": 60 * GiB}
@@ -28,7 +29,7 @@ def create(
     target: str | os.PathLike[str],
     size: int | None = None,
     *,
-    format: str = "vhdx",  # noqa: A002
+    format: str | Format | None = None,  # noqa: A002
     type: str | None = None,  # noqa: A002
     block_size: int | None = None,
     logical_sector_size: int | None = None,
@@ -39,10 +40,13 @@ def create(
 ) -> VirtualDisk:
     """Create an image and return it opened read-write.
 
-    ``format`` is "vhdx" (the default), "vhd" or "raw" (a sparse file; "fixed" reserves it).
-    ``type`` is "dynamic" (the default), "fixed" or "differencing" (implied by ``parent``, whose
-    size and sector size the child takes). Defaults follow Hyper-V: VHDX 32 MiB blocks (2 MiB for
-    differencing), 512-byte logical and 4096-byte physical sectors; VHD 2 MiB blocks.
+    ``format`` is "vhdx", "vhd" or "raw" (a sparse file; "fixed" reserves it); by default the
+    file name's extension says (.vhdx/.avhdx, .vhd/.avhd, .raw/.img/.bin), and a name with none
+    of these gets a VHDX, Hyper-V's default. A format that contradicts the extension is refused:
+    Hyper-V goes by the extension. ``type`` is "dynamic" (the default), "fixed" or
+    "differencing" (implied by ``parent``, whose size and sector size the child takes). Defaults
+    follow Hyper-V: VHDX 32 MiB blocks (2 MiB for differencing), 512-byte logical and 4096-byte
+    physical sectors; VHD 2 MiB blocks.
     """
     plan = plan_image(target, size, format=format, type=type, block_size=block_size,
                       logical_sector_size=logical_sector_size, physical_sector_size=physical_sector_size,
@@ -60,29 +64,25 @@ def create(
 Plan = tuple[Callable[..., None], dict[str, Any]]
 
 
-def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str = "vhdx",  # noqa: A002
+def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str | Format | None = None,  # noqa: A002
                type: str | None = None, block_size: int | None = None,  # noqa: A002
                logical_sector_size: int | None = None, physical_sector_size: int | None = None,
                parent: str | os.PathLike[str] | None = None, disk_id: uuid.UUID | None = None) -> Plan:
     """Check the parameters and say how the image will be written (ValueError if it cannot be)."""
-    if format not in ("vhdx", "vhd", "raw"):
-        raise ValueError(f"format must be 'vhdx', 'vhd' or 'raw', not {format!r}")
+    fmt = formats.for_target(_local_path(target), format, default=VHDX)
     disk_type = type or ("differencing" if parent is not None else "dynamic")
     if parent is not None and disk_type != "differencing":
         raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
     if disk_type == "differencing" and parent is None:
         raise ValueError("a differencing disk needs parent=")
-    if format == "raw":
-        if disk_type not in ("dynamic", "fixed"):
-            raise ValueError("a raw image is dynamic (sparse) or fixed (reserved); it has no parent")
-        if size is None or size < 0:
-            raise ValueError("size is required")
-        return _write_raw, dict(size=size, reserve=disk_type == "fixed")
-    if format == "vhd":
-        return _vhd_options(target, size, disk_type, block_size, logical_sector_size, physical_sector_size,
-                            parent, disk_id)
-    return _vhdx_options(target, size, disk_type, block_size, logical_sector_size, physical_sector_size,
-                         parent, disk_id)
+    choices: dict[str, Any] = dict(disk_type=disk_type, block_size=block_size, logical_sector_size=logical_sector_size,
+                                   physical_sector_size=physical_sector_size, disk_id=disk_id)
+    plan_new = fmt.load("plan")
+    if parent is None:
+        return plan_new(target, size, **choices)  # type: ignore[no-any-return]
+    with open_image(parent) as parent_disk:
+        return plan_new(target, size, parent=parent_disk, parent_paths=_parent_paths(target, parent),  # type: ignore[no-any-return]
+                        **choices)
 
 
 def refuse_existing(path: str, overwrite: bool) -> None:
@@ -131,90 +131,15 @@ def publish(temp: str, path: str, overwrite: bool, *, sync: bool = True) -> None
             os.close(dir_fd)
 
 
-def open_unpublished(temp: str, format: str) -> VirtualDisk:  # noqa: A002
+def open_unpublished(temp: str, format: str | Format) -> VirtualDisk:  # noqa: A002
     """Open a freshly written temporary image for filling (see UnpublishedSession)."""
     store = open_store(temp, writable=True)
     try:
-        if format in ("vhdx", "vhd"):
-            return disk_class(format)(store, writable=True, unpublished=True)  # type: ignore[call-arg]
-        return RawDisk(store, writable=True)
+        disk: VirtualDisk = formats.get(format).open_disk(store, writable=True, unpublished=True)
+        return disk
     except BaseException:
         store.close()
         raise
-
-
-def _vhdx_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
-                  physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
-    from .vhdx.create import DEFAULT_BLOCK_SIZE, DEFAULT_DIFFERENCING_BLOCK_SIZE, ParentLink, write_new_vhdx
-    from .vhdx.image import VhdxDisk
-
-    link = None
-    if parent is not None:
-        with open_image(parent) as disk:
-            if not isinstance(disk, VhdxDisk):
-                raise UnsupportedFeatureError(f"the parent of a VHDX differencing disk must be a VHDX, "
-                                              f"{disk.name} is {disk.format_name}")
-            guid = disk.header.data_write_guid
-            size = _inherit(size, disk.size, logical, disk.logical_sector_size)
-            logical = disk.logical_sector_size
-            physical = physical or disk.physical_sector_size
-        relative, absolute = _parent_paths(target, parent)
-        link = ParentLink(guid, relative, absolute)
-    if size is None:
-        raise ValueError("size is required (or a parent for a differencing disk)")
-    return write_new_vhdx, dict(
-        size=size, disk_type=disk_type,
-        block_size=block_size or (DEFAULT_DIFFERENCING_BLOCK_SIZE if link else DEFAULT_BLOCK_SIZE),
-        logical_sector_size=logical or 512, physical_sector_size=physical or 4096,
-        disk_id=disk_id, parent=link, creator=_creator(),
-    )
-
-
-def _vhd_options(target: Any, size: int | None, disk_type: str, block_size: int | None, logical: int | None,
-                 physical: int | None, parent: Any, disk_id: uuid.UUID | None) -> tuple[Callable[..., None], dict[str, Any]]:
-    from .vhd.create import VhdParentLink, write_new_vhd
-    from .vhd.image import VhdDisk
-    from .vhd.layout import DEFAULT_BLOCK_SIZE as VHD_BLOCK_SIZE
-
-    if logical not in (None, 512) or physical not in (None, 512):
-        raise ValueError("a VHD has 512-byte sectors only")
-    link = None
-    if parent is not None:
-        with open_image(parent) as disk:
-            if not isinstance(disk, VhdDisk):
-                raise UnsupportedFeatureError(f"the parent of a VHD differencing disk must be a VHD, "
-                                              f"{disk.name} is {disk.format_name}")
-            unique_id = bytes(disk.footer.unique_id)
-            size = _inherit(size, disk.size, None, 512)
-        relative, absolute = _parent_paths(target, parent)
-        link = VhdParentLink(unique_id, os.path.basename(os.fspath(parent)), relative, absolute)
-    if size is None:
-        raise ValueError("size is required (or a parent for a differencing disk)")
-    return write_new_vhd, dict(size=size, disk_type=disk_type, block_size=block_size or VHD_BLOCK_SIZE,
-                               disk_id=disk_id, parent=link)
-
-
-def _write_raw(store: Store, *, size: int, reserve: bool) -> None:
-    """A raw image: a sparse file of ``size`` bytes (space reserved with fallocate if asked)."""
-    store.truncate(size)
-    preallocate = getattr(store, "preallocate", None)
-    if reserve and preallocate is not None and size:
-        preallocate(0, size)
-
-
-def _inherit(size: int | None, parent_size: int, logical: int | None, parent_logical: int) -> int:
-    """A differencing disk's size (and logical sector) are its parent's: refuse anything else."""
-    if size is not None and size != parent_size:
-        raise ValueError(f"a differencing disk has its parent's size ({parent_size}), not {size}")
-    if logical is not None and logical != parent_logical:
-        raise ValueError(f"a differencing disk has its parent's logical sector size ({parent_logical})")
-    return parent_size
-
-
-def _creator() -> str:
-    from . import __version__
-
-    return f"vhdkit {__version__}"
 
 
 def _local_path(target: str | os.PathLike[str]) -> str:
@@ -266,7 +191,7 @@ def _create_on_share(url: str, overwrite: bool, writer: Callable[..., None], opt
     (SMB rename refuses an existing name, so a file that appeared meanwhile is not replaced)."""
     import smbclient
 
-    from .storage.smb import SmbLocation, SmbStore
+    from ..storage.smb import SmbLocation, SmbStore
 
     final = SmbLocation(url)
     # no leading dot: Samba would mark the file hidden, and the mark survives the rename

@@ -12,90 +12,68 @@ from __future__ import annotations
 import ntpath
 import os
 import posixpath
-from typing import Iterable, Sequence
+from typing import IO, Iterable, Sequence
 
-from .disk import RawDisk, VirtualDisk
-from .errors import (
-    ImageNotFoundError,
-    ParentMismatchError,
-    ParentNotFoundError,
-    VhdkitError,
-)
-from .storage import Store, is_url, open_store
+from .. import formats
+from ..disk import VirtualDisk
+from ..errors import ChainError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError
+from ..formats import Format
+from ..storage import FileObjectStore, Store, is_url, open_store
 
-FORMATS = ("vhdx", "vhd", "raw")
 MAX_CHAIN_DEPTH = 256
-# The signatures detection needs, kept here so that detecting (and opening a raw file) does not
-# load the format packages; tests check them against vhdx.layout and vhd.layout.
-VHDX_SIGNATURE = b"vhdxfile"  # [MS-VHDX] 2.2.1 file type identifier
-VHD_COOKIE = b"conectix"  # VHD spec, hard disk footer "Cookie"
+#: What ``mode`` may be, and what each means.
+MODES = {
+    "r": "read-only: the file is never changed; a dirty VHDX log is replayed in memory",
+    "r+": "read-write: a dirty VHDX log is replayed into the file first",
+}
 
 
 def detect_format(store: Store) -> str:
-    """'vhdx' by its file identifier; 'vhd' by a footer copy at 0 or a footer at the end; else 'raw'.
-
-    A fixed VHD is raw data plus a 512-byte footer, so it is recognised by the end of the file,
-    never taken for raw.
-    """
-    head = store.pread(0, 8)
-    if head == VHDX_SIGNATURE:
-        return "vhdx"
-    if head == VHD_COOKIE:
-        return "vhd"
-    size = store.size()
-    if size >= 512:
-        tail = store.pread(size - 512, 8)
-        if tail == VHD_COOKIE:
-            return "vhd"
-    return "raw"
+    """The name of the format the store holds ("vhdx", "vhd" or "raw"; see formats.detect)."""
+    return formats.detect(store).name
 
 
-def disk_class(fmt: str) -> type[VirtualDisk]:
-    """The VirtualDisk class of a format, its package imported only now: a command that never
-    meets a VHD does not pay for loading the VHD code (start-up time is most of a small job)."""
-    if fmt == "vhdx":
-        from .vhdx.image import VhdxDisk
-
-        return VhdxDisk
-    if fmt == "vhd":
-        from .vhd.image import VhdDisk
-
-        return VhdDisk
-    if fmt == "raw":
-        return RawDisk
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-
-
-def open(  # noqa: A001 - named like tarfile.open
-    target: str | os.PathLike[str],
+def open_image(
+    target: str | os.PathLike[str] | None = None,
     mode: str = "r",
     *,
-    format: str | None = None,  # noqa: A002
+    fileobj: IO[bytes] | None = None,
+    format: str | Format | None = None,  # noqa: A002
     allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
     resolve_parents: bool = True,
     tolerate_checksum: bool = False,
     unpublished: bool = False,
 ) -> VirtualDisk:
-    """Open an image (path or URL) as a VirtualDisk.
+    """Open an image (a path, a URL, or ``fileobj=`` an open binary file) as a VirtualDisk.
 
     ``mode`` is "r" (the default: the file is never changed, a dirty VHDX log is replayed in
-    memory) or "r+" (a dirty log is replayed to the file). ``format`` forces one of "vhdx",
-    "vhd", "raw". ``allowed_parent_dirs`` restricts where parents may be found.
-    ``resolve_parents=False`` opens a differencing disk without its parent (metadata only;
-    reads that need the parent raise ParentNotFoundError). ``tolerate_checksum`` opens a VHD
-    whose footer or dynamic header checksum is wrong (read-only; the damage is in ``problems``).
-    ``unpublished`` (with "r+"): the image is being filled where nobody uses it yet (a migration's
-    target before its switch-over), so metadata skips the log and the ordering flushes until
-    ``publish()``; a crash before then may leave it inconsistent, and it must then be discarded.
+    memory) or "r+" (a dirty log is replayed to the file). ``fileobj``: a seekable binary file
+    object, used as it is and left open (opened "r+b" for mode "r+"); a differencing disk read
+    from one looks for its parent beside ``target`` when that names its path.
+    ``format`` forces one of "vhdx", "vhd", "raw". ``allowed_parent_dirs`` restricts where
+    parents may be found. ``resolve_parents=False`` opens a differencing disk without its parent
+    (metadata only; reads that need the parent raise ParentNotFoundError). ``tolerate_checksum``
+    opens a VHD whose footer or dynamic header checksum is wrong (read-only; the damage is in
+    ``problems``). ``unpublished`` (with "r+"): the image is being filled where nobody uses it
+    yet (a migration's target before its switch-over), so metadata skips the log and the
+    ordering flushes until ``publish()``; a crash before then may leave it inconsistent, and it
+    must then be discarded.
     """
-    if mode not in ("r", "r+"):
-        raise ValueError(f"mode must be 'r' or 'r+', not {mode!r}")
-    if format is not None and format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if mode not in MODES:
+        raise ValueError("mode must be one of: " + "; ".join(f"{m!r} ({why})" for m, why in MODES.items())
+                         + f"; not {mode!r}")
+    fmt = formats.get(format) if format is not None else None
     if unpublished and mode != "r+":
         raise ValueError("unpublished is for images opened r+")
     options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum)
-    return _open_chain(target, mode == "r+", format, options, chain=[], unpublished=unpublished)
+    if fileobj is not None:
+        store: Store = FileObjectStore(fileobj, writable=mode == "r+")
+        if target is not None:
+            store.url = os.fspath(target)  # where its parents are looked for
+        return _open_on_store(store, mode == "r+", fmt, options, [], unpublished)
+    if target is None:
+        raise TypeError("open() needs a path or URL, or fileobj=")
+    return _open_chain(target, mode == "r+", fmt, options, chain=[], unpublished=unpublished)
 
 
 class _Options:
@@ -106,18 +84,20 @@ class _Options:
         self.tolerate_checksum = tolerate_checksum
 
 
-def _open_chain(target: str | os.PathLike[str], writable: bool, format: str | None,  # noqa: A002
+def _open_chain(target: str | os.PathLike[str], writable: bool, fmt: Format | None,
                 options: _Options, chain: list[str], unpublished: bool = False) -> VirtualDisk:
-    store = open_store(target, writable=writable)
+    return _open_on_store(open_store(target, writable=writable), writable, fmt, options, chain, unpublished)
+
+
+def _open_on_store(store: Store, writable: bool, fmt: Format | None, options: _Options, chain: list[str],
+                   unpublished: bool) -> VirtualDisk:
+    """The disk on ``store``, which it then owns (closed here if the disk cannot be made)."""
     try:
-        fmt = format or detect_format(store)
+        fmt = fmt or formats.detect(store)
         resolver = _ParentResolver(options, chain + [_identity(store.url)]) if options.resolve_parents else None
-        if fmt == "vhdx":
-            return disk_class("vhdx")(store, writable=writable, parent_resolver=resolver, unpublished=unpublished)
-        if fmt == "vhd":
-            return disk_class("vhd")(store, writable=writable, parent_resolver=resolver,
-                                     tolerate_checksum=options.tolerate_checksum, unpublished=unpublished)
-        return RawDisk(store, writable=writable)
+        disk: VirtualDisk = fmt.open_disk(store, writable=writable, parent_resolver=resolver,
+                                          tolerate_checksum=options.tolerate_checksum, unpublished=unpublished)
+        return disk
     except BaseException:
         store.close()
         raise
@@ -141,21 +121,21 @@ class _ParentResolver:
 
     def __call__(self, child: VirtualDisk) -> VirtualDisk:
         if len(self.chain) >= MAX_CHAIN_DEPTH:
-            raise VhdkitError(f"differencing chain deeper than {MAX_CHAIN_DEPTH} disks at {child.name}")
+            raise ChainError(f"differencing chain deeper than {MAX_CHAIN_DEPTH} disks at {child.name}")
         tried: list[str] = []
-        for key, value in child.parent_paths():  # type: ignore[attr-defined]
+        for key, value in child.parent_paths():
             for candidate in candidate_paths(child.name, key, value):
                 tried.append(candidate)
                 if not self._inside_allowed(candidate):
                     tried[-1] += " (outside the allowed folders)"
                     continue
                 if _identity(candidate) in self.chain:
-                    raise VhdkitError(f"differencing chain has a cycle: {candidate} is its own ancestor")
+                    raise ChainError(f"differencing chain has a cycle: {candidate} is its own ancestor")
                 try:
                     parent = _open_chain(candidate, False, None, self.options, self.chain)
                 except ImageNotFoundError:
                     continue
-                refusal = child.accepts_parent(parent)  # type: ignore[attr-defined]
+                refusal = child.accepts_parent(parent)
                 if refusal is not None:
                     parent.close()
                     raise ParentMismatchError(refusal)

@@ -24,12 +24,14 @@ import socket
 import threading
 from typing import Any
 
-from .. import create as create_image
-from .. import open as open_image
+from .. import formats
 from ..errors import MigrationError, VhdkitError
+from ..formats import RAW
+from ..ops.create import create
+from ..ops.open import open_image
 from ..units import parse_size
-from .guest import GuestDisk
-from .mirror import ENDED, MirrorJob
+from ..guest import GuestDisk
+from .mirror import MirrorJob
 
 _JOB_OPTIONS = {"mode": str, "speed": "size", "granularity": "size", "in_flight": int, "buf_size": "size",
                 "on_source_error": str, "on_target_error": str, "convergence_window": float, "auto_switch": bool,
@@ -41,17 +43,8 @@ def create_target(path: str, size: int | None = None, **options: Any) -> Any:
     """A new image for a mirror job to fill, opened ``unpublished``: nobody uses it until the
     switch-over, so its metadata need not go through the log (each block allocation would cost
     flushes the guest's mirrored writes wait behind); the job publishes it at the switch-over."""
-    create_image(path, size, **options).close()
+    create(path, size, **options).close()
     return open_image(path, "r+", unpublished=True)
-
-
-def format_for(target: str) -> str:
-    lowered = target.lower()
-    if lowered.endswith((".vhdx", ".avhdx")):
-        return "vhdx"
-    if lowered.endswith((".vhd", ".avhd")):
-        return "vhd"
-    return "raw"
 
 
 class DiskService:
@@ -72,7 +65,7 @@ class DiskService:
 
     # -- serving -------------------------------------------------------------------------------
     def serve_nbd(self, address: str) -> None:
-        from ..nbd import NbdServer
+        from ..nbd import NbdServer  # only a service that exports its disk loads the NBD server
 
         self._nbd = NbdServer(self.guest, description=os.path.basename(self.image)).listen(address).start()
 
@@ -91,7 +84,7 @@ class DiskService:
 
     def stop(self) -> None:
         job = self.job
-        if job is not None and job.state not in ENDED:
+        if job is not None and not job.state.ended:
             self.cancel()
         if self._nbd is not None:
             self._nbd.stop()
@@ -112,11 +105,12 @@ class DiskService:
 
     def migrate(self, to: str, *, format: str | None = None, **options: Any) -> dict[str, Any]:  # noqa: A002
         with self._lock:
-            if self.job is not None and self.job.state not in ENDED:
+            if self.job is not None and not self.job.state.ended:
                 raise MigrationError(f"a migration to {self.job.target.name} is already {self.job.state}")
-            fmt = format or format_for(to)
+            fmt = formats.for_target(to, format, default=RAW)
             source = self.guest.active
-            sector = {"logical_sector_size": source.logical_sector_size} if fmt == "vhdx" else {}
+            # a format that records the sector size takes the source's
+            sector = {"logical_sector_size": source.logical_sector_size} if len(fmt.logical_sector_sizes) > 1 else {}
             target = create_target(to, source.size, format=fmt, **sector)
             try:
                 job = MirrorJob(self.guest, target, on_event=self._event, **options)

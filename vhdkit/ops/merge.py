@@ -13,12 +13,12 @@ converted into a new image (built under a temporary name, then named), and the c
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Callable, NamedTuple
 
-from .disk import ExtentState, VirtualDisk
-from .errors import VhdkitError
-from .open import open as open_image
+from .. import formats
+from ..disk import ExtentState, VirtualDisk
+from ..errors import MergeRefusedError
+from .open import open_image
 
 CHUNK = 1 << 20
 
@@ -34,13 +34,13 @@ def merge(child: str | os.PathLike[str], *, to: str | os.PathLike[str] | None = 
           remove_child: bool = True, progress: Callable[[int, int], None] | None = None) -> MergeReport:
     """Merge ``child`` into its parent (default), or the whole chain into a new image ``to``."""
     if to is not None:
-        from .convert import convert
+        from .convert import convert  # loads the copy engine: only this branch needs it
 
         stats = convert(child, to, progress=progress)
         return MergeReport(os.fspath(child), os.fspath(to), stats.bytes_written, False)
     with open_image(child) as probe:
         if probe.parent is None:
-            raise VhdkitError(f"{probe.name} is not a differencing disk: there is nothing to merge it into")
+            raise MergeRefusedError(f"{probe.name} is not a differencing disk: there is nothing to merge it into")
         parent_path = probe.parent.name
     with open_image(child) as source, open_image(parent_path, "r+", resolve_parents=True) as parent:
         merged = merge_into(source, parent, progress=progress)
@@ -51,13 +51,11 @@ def merge(child: str | os.PathLike[str], *, to: str | os.PathLike[str] | None = 
 
 def merge_into(child: VirtualDisk, parent: VirtualDisk, *, progress: Callable[[int, int], None] | None = None) -> int:
     """Write what ``child`` stores itself into ``parent`` (open read-write); returns the bytes."""
-    if parent.size < child.size:
-        parent.resize(child.size)  # a child grown past its parent: the parent grows first
+    if parent.size < child.size:  # a child grown past its parent: the parent grows first
+        formats.of(parent).load("resize")(parent, child.size)
     ranges = [(e.offset, e.length) for e in child.extents(through_parents=False) if e.state is ExtentState.DATA]
     total = sum(length for _, length in ranges)
-    keep = getattr(parent, "keep_data_write_guid", None)
-    if keep is not None:
-        parent.keep_data_write_guid = True  # type: ignore[attr-defined]
+    parent.begin_merge()
     done = 0
     buf = bytearray(CHUNK)
     try:
@@ -73,19 +71,8 @@ def merge_into(child: VirtualDisk, parent: VirtualDisk, *, progress: Callable[[i
                 if progress is not None:
                     progress(done, total)
         parent.flush()
-    finally:
-        if keep is not None:
-            parent.keep_data_write_guid = False  # type: ignore[attr-defined]
-    if keep is not None and done:
-        _new_data_write_guid(parent)
+    except BaseException:
+        parent.end_merge(changed=False)  # what was written is the child's data: the chain reads the same
+        raise
+    parent.end_merge(changed=done > 0)
     return done
-
-
-def _new_data_write_guid(parent: VirtualDisk) -> None:
-    """The parent's content changed: say so, so children made against its old content are refused."""
-    from .vhdx.headers import write_updated_header
-
-    disk = parent  # a VhdxDisk: the only kind with keep_data_write_guid
-    store = disk.file_store  # type: ignore[attr-defined]
-    disk.header = write_updated_header(store, disk.header, data_write_guid=uuid.uuid4())  # type: ignore[attr-defined]
-    store.flush()

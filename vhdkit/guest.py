@@ -1,4 +1,4 @@
-"""GuestDisk: the handle a running guest holds on its disk.
+"""GuestDisk: the handle a running guest holds on its disk, and the Gate its requests pass.
 
 Every read and write of a running VM (in this toolkit: the NBD export ``vhdkit serve`` makes, or
 a program holding the handle) goes through it. Without a migration it passes straight to the
@@ -14,15 +14,26 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Protocol
 
-from ..disk import Extent, VirtualDisk
-
-if TYPE_CHECKING:
-    from .dirty import DirtyMap
-    from .mirror import MirrorJob
+from .disk import Extent, VirtualDisk
 
 _ZEROS = bytes(1 << 20)
+
+
+class WriteInterceptor(Protocol):
+    """What stands between the guest and its disk during a migration (a mirror job): it sees
+    every guest write first and does it (to the source, and the target too if it mirrors)."""
+
+    def guest_write(self, offset: int, data: Any) -> None: ...
+
+    def cancel(self, why: str = "cancelled") -> None: ...
+
+
+class WriteRecorder(Protocol):
+    """Where the guest's writes after a switch-over are noted while the copy is verified."""
+
+    def mark(self, offset: int, length: int) -> None: ...
 
 
 class Gate:
@@ -68,8 +79,8 @@ class GuestDisk:
     def __init__(self, disk: VirtualDisk) -> None:
         self.active = disk
         self.gate = Gate()
-        self.job: "MirrorJob | None" = None
-        self.changed_since_switch: "DirtyMap | None" = None  # kept while a switch-over is verified
+        self.job: WriteInterceptor | None = None  # a mirror job, while one runs
+        self.changed_since_switch: WriteRecorder | None = None  # kept while a switch-over is verified
         self._closed = False
 
     # -- what the guest sees -------------------------------------------------------------------

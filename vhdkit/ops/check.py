@@ -15,12 +15,13 @@ import os
 import time
 from typing import Sequence
 
+from .. import formats
 from ..errors import VhdkitError
-from ..open import detect_format, disk_class
-from ..open import open as open_image
+from ..formats import Format
 from ..storage import Borrowed, Store, open_store
-from .policy import Rule, apply_rules, parse_rules
-from .report import ERROR, LEAK, WARNING, Finding, Report, worst_exit_code
+from ..validation.policy import Rule, apply_rules, parse_rules
+from ..validation.report import ERROR, LEAK, WARNING, Finding, Report, worst_exit_code
+from .open import open_image
 
 
 def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Sequence[Rule] = (),
@@ -31,7 +32,7 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
 
     ``target`` is a path, a URL, or an open Store (checked as it is, and left open; a
     differencing disk's parent is not looked for, having no folder to look in).
-    ``repair``: fix what is safe to fix (see vhdkit.check.repair), then check again; the report
+    ``repair``: fix what is safe to fix (see vhdkit.validation.repair), then check again; the report
     is the second check's, with ``repairs`` saying what was changed (paths and URLs only)."""
     rules = _expand(policy)
     report = _check(target, rules, allowed_parent_dirs, check_parent)
@@ -39,10 +40,11 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
         return report
     if not isinstance(target, (str, os.PathLike)):
         raise ValueError("repair needs a path or URL, not an open store")
-    from .repair import repair as run_repairs
-
+    fmt = formats.get(report.format) if report.format else None
+    if fmt is None or fmt.repair is None:
+        return report
     try:
-        done = run_repairs(target, report)
+        done: list[str] = fmt.load("repair")(target, report)
     except VhdkitError as e:
         report.failure = f"repair failed, nothing more was changed: {e}"
         return report
@@ -62,19 +64,13 @@ def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
         report.failure = str(e)
         return report
     try:
-        fmt = detect_format(store)  # type: ignore[arg-type]
-        report.format = fmt
+        fmt = formats.detect(store)  # type: ignore[arg-type]
+        report.format = fmt.name
         open_parent = None
         if check_parent and not given:
             open_parent = lambda: open_image(target, allowed_parent_dirs=allowed_parent_dirs)  # noqa: E731
-        if fmt == "vhdx":
-            from .vhdx import check_vhdx
-
-            check_vhdx(store, report, open_parent)  # type: ignore[arg-type]
-        elif fmt == "vhd":
-            from .vhd import check_vhd
-
-            check_vhd(store, report, open_parent)  # type: ignore[arg-type]
+        if fmt.check is not None:
+            fmt.load("check")(store, report, open_parent)
         facts = _facts(store, fmt, report) if rules else None  # type: ignore[arg-type]
         if facts is not None:
             apply_rules(rules, facts, report)
@@ -94,13 +90,11 @@ def _expand(policy: Sequence[str] | Sequence[Rule]) -> list[Rule]:
     return out
 
 
-def _facts(store: Store, fmt: str, report: Report) -> dict[str, object] | None:
+def _facts(store: Store, fmt: Format, report: Report) -> dict[str, object] | None:
     """What the rules are about, from the image opened on ``store`` (not closed: it is the caller's)."""
-    facts: dict[str, object] = {"format": fmt}
+    facts: dict[str, object] = {"format": fmt.name}
     try:
-        cls = disk_class(fmt)
-        borrowed = Borrowed(store)
-        disk = cls(borrowed, tolerate_checksum=True) if fmt == "vhd" else cls(borrowed)  # type: ignore[call-arg]
+        disk = fmt.open_disk(Borrowed(store), tolerate_checksum=True)
         info = disk.info()
         facts.update(type=info.type, virtual_size=info.virtual_size, block_size=info.block_size,
                      logical_sector_size=info.logical_sector_size, physical_sector_size=info.physical_sector_size)

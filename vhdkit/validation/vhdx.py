@@ -9,20 +9,22 @@ as an error and stops there. Sizes read from the file are bounded by the file si
 from __future__ import annotations
 
 import sys
+import os
 from array import array
 from typing import Callable, Iterator
 
 from ..disk import VirtualDisk
 from ..errors import VhdkitError
-from ..storage import Store
+from ..storage import Borrowed, Store, open_store
 from ..units import MiB, format_size
 from ..vhdx import layout as L
 from ..vhdx.bat import BatGeometry, BlockAllocationTable
-from ..vhdx.headers import VhdxHeader, read_creator, select_current_header
+from ..vhdx.headers import VhdxHeader, read_creator, select_current_header, write_updated_header
 from ..vhdx.log import replay_in_memory
 from ..vhdx.metadata import read_metadata
 from ..vhdx.regions import read_region_tables
 from .common import check_parent, error_from, report_overlaps
+from .repair import cut_trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
 
@@ -241,3 +243,35 @@ def _check_space(space: SpaceMap, file_size: int, report: Report) -> None:
             report.add(LEAK, "file space", offset,
                        f"{format_size(whole)} at {offset:#x} are allocated in the file but nothing references them",
                        length)
+
+
+def repair_vhdx(target: str | os.PathLike[str], before: Report) -> list[str]:
+    """Repair what ``before`` found and can be repaired safely (see validation.repair); returns
+    what was done."""
+    done: list[str] = []
+    needs = {"log", "VHDX header 1", "VHDX header 2", "region table 1", "region table 2", "file space"}
+    if not {f.structure for f in before.findings} & needs:
+        return done
+    from ..vhdx.image import VhdxDisk  # only a repair opens the disk itself
+
+    store = open_store(target, writable=True)
+    try:
+        if any(f.structure == "log" and "needs replay" in f.message for f in before.findings):
+            with VhdxDisk(Borrowed(store), writable=True) as disk:  # replays the log into the file, durably
+                replay = disk.log_replay
+            done.append(f"replayed the log: {replay.entries} entries, {replay.descriptors} updates written")
+        selection = select_current_header(store)
+        bad = [slot for slot, error in zip((1, 2), selection.errors) if error is not None]
+        if bad:
+            write_updated_header(store, selection.current)
+            done.append(f"rewrote VHDX header {bad[0]} from header {selection.current.slot} (both copies now valid)")
+        tables = read_region_tables(store)
+        for copy, error in zip((1, 2), tables.errors):
+            if error is not None:
+                store.pwrite(L.REGION_TABLE_OFFSETS[copy - 1], tables.current.raw)
+                store.flush()
+                done.append(f"rewrote region table {copy} from region table {tables.current.copy}")
+        cut_trailing_leak(store, before, done)
+    finally:
+        store.close()
+    return done
