@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Live migration under a writing guest: `vhdkit serve` + `vhdkit migrate` against QEMU's
-blockdev-mirror in qemu-storage-daemon, same workloads, same run (notes/migration.md §3, §5).
+blockdev-mirror in qemu-storage-daemon, same workloads, same run (specs/migration.md).
 
     python bench/migrate.py [--reps 3] [--size 1G] [--only W1,vhdx]
 

@@ -8,7 +8,7 @@ table::
     h = Header.parse(raw)          # a Record: h.checksum, h["checksum"]
     raw = Header.build(h)          # or build(dict(...)): every field must be given
 
-Why not ``construct`` (which DESIGN.md first chose): importing it costs about 25 ms in every
+Why not ``construct`` (the first choice for these declarations): importing it costs about 25 ms in every
 process (it loads pdb, inspect, pickle and hashlib), more than all of vhdkit's own modules and
 most of what a small command like ``vhdkit create`` spends; its parsers are also pure Python per
 field, where one ``struct.unpack`` does a whole record.

@@ -1,5 +1,5 @@
 """The forwarding decision and lookup records for a two-tenant model with overlapping CA spaces
-(tests/netvirt/model.json), judged against HNV's rules (notes/netvirt-vmbus.md §1.4), written
+(tests/netvirt/model.json), judged against HNV's rules (specs/netvirt.md), written
 out here by hand for every pair of vNICs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The robustness contract (DESIGN.md §3): any bytes either parse or raise VhdkitError.
+"""The robustness contract (specs/architecture.md): any bytes either parse or raise VhdkitError.
 
 Never struct.error, IndexError, MemoryError, a hang, or an allocation the file
 does not justify. Mutations re-fix the CRCs they break, so the deeper checks get exercised too,

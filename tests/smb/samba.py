@@ -6,7 +6,7 @@ their own tmpfs, so "disk full" is real. Free space per share can be faked witho
 (``set_free``): smbd runs the share's ``dfree command`` on every query.
 
 Needs root (smbd, a unix account behind the SMB user, tmpfs mounts) and the samba package
-(scripts/setup.sh installs it). Facts it relies on are in notes/smb.md.
+(scripts/setup.sh installs it). Facts it relies on are in specs/smb.md.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def test_the_password_never_appears_in_output_or_errors(samba, monkeypatch, tmp_
     monkeypatch.setenv("VHDKIT_SMB_PASSWORD", "wrong-" + samba.password)
     from smbclient import reset_connection_cache
 
-    reset_connection_cache()  # a pooled session would hide the wrong password (notes/smb.md)
+    reset_connection_cache()  # a pooled session would hide the wrong password (specs/smb.md)
     refused = vhdkit_cmd("info", url)
     assert refused.returncode == 1 and "cannot connect" in refused.stderr
     for out in (made, info, checked, refused):

@@ -1,4 +1,5 @@
-"""Real Windows-made VHDX files (../shared/samples) read exactly as samples/README.md says."""
+"""Real Windows-made VHDX files (the samples folder, see conftest.samples_dir) read exactly as its
+README.md says."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Fabric side: a logical network with network sites (subnet/VLAN pairs for host groups) and a
 provider-address (PA) pool; each host gets a PA from it (one PA per host, as HNVv2 does per
-team member; facts: notes/netvirt-vmbus.md §1.3-1.5).
+team member; facts: specs/netvirt.md).
 Tenant side: a VM network is a routing domain (a GUID) holding VM subnets; each VM subnet has a
 VSID (unique in the datacenter), a customer-address (CA) pool, and its gateway, the lowest address
 of the subnet, owned by the distributed router on every host. Two VM networks may use the same CA

@@ -1,6 +1,6 @@
 """Policy: the CA->PA lookup records every host holds, and the forwarding decision.
 
-Records are those of New-NetVirtualizationLookupRecord (notes/netvirt-vmbus.md §1.3): CA, VSID,
+Records are those of New-NetVirtualizationLookupRecord (specs/netvirt.md): CA, VSID,
 MAC, PA, rule, customer id (the routing domain's GUID), VM name, type. Every host holds the
 records of every VM network (VMM pushes them all), so one table serves all hosts.
 

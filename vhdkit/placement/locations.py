@@ -3,7 +3,7 @@
 A location's capacity is measured, never configured: ``os.statvfs`` for a folder, the server's
 FileFsFullSizeInformation (``smbclient.stat_volume``) for a share. Whether a host reaches a share
 is verified by logging in with that host's own credentials on a connection of its own (a pooled
-session would hide a wrong password: notes/smb.md) and opening the share; write access by
+session would hide a wrong password: specs/smb.md) and opening the share; write access by
 creating and removing a probe file. Passwords never appear in a repr, a message or a report.
 """
 

@@ -6,7 +6,7 @@ smbclient's ``-A`` reads). A password in the URL is accepted but never kept in `
 password appears in a message, an exception or a log line: every error names the store by its
 redacted URL.
 
-Facts this relies on (notes/smb.md, measured against Samba 4.17): requests of 1 MiB are the
+Facts this relies on (specs/smb.md, measured against Samba 4.17): requests of 1 MiB are the
 fastest through smbprotocol; ``port=`` must go with every smbclient call; a writer opens with
 share access "r" (readers may come, a second writer is refused: the share-mode twin of the
 advisory lock a local writer takes); sparse files need FSCTL_SET_SPARSE; read and write errors
@@ -282,7 +282,7 @@ class SmbStore(BaseStore):
         """Copy this file into ``target`` (on the same server) without the data crossing the wire:
         FSCTL_SRV_REQUEST_RESUME_KEY here, then FSCTL_SRV_COPYCHUNK_WRITE there, for the allocated
         ranges only and with ``target`` made sparse first, since copy-chunk of a whole sparse file
-        allocates every byte of it (notes/smb.md). Returns the bytes copied."""
+        allocates every byte of it (specs/smb.md). Returns the bytes copied."""
         from smbprotocol.ioctl import SMB2SrvCopyChunk, SMB2SrvCopyChunkCopy, SMB2SrvRequestResumeKey
 
         if (self.location.host.lower(), self.location.port) != (target.location.host.lower(), target.location.port):
@@ -310,7 +310,7 @@ class SmbStore(BaseStore):
 
     # -- inside ------------------------------------------------------------------------------
     def _fsctl(self, code: int, data: bytes, out: int = 0) -> bytes:
-        from smbclient._io import SMBFileTransaction, ioctl_request  # notes/smb.md: the helper smbclient uses
+        from smbclient._io import SMBFileTransaction, ioctl_request  # specs/smb.md: the helper smbclient uses
         from smbprotocol.ioctl import IOCTLFlags
 
         with self._lock:

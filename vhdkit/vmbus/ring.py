@@ -1,5 +1,5 @@
 """A VMBus ring buffer, byte for byte as Linux's ``struct hv_ring_buffer`` (include/linux/hyperv.h)
-and drivers/hv/ring_buffer.c use it; facts in notes/netvirt-vmbus.md §3.1-3.3.
+and drivers/hv/ring_buffer.c use it; facts in specs/vmbus.md.
 
 Layout: a 4 KiB header page (write_index @0x00, read_index @0x04, interrupt_mask @0x08,
 pending_send_sz @0x0C, feature_bits @0x40; indices are byte offsets into the data area), then the

@@ -1,7 +1,7 @@
 """netvsc receive-buffer sizing: how many packet buffers a buffer holds, the packet rate that many
 sustain when the guest drains them once per scheduling quantum, and a simulation of the loss.
 
-The published account (Windows Server Performance Team, 2010; notes/netvirt-vmbus.md §3.5): the
+The published account (Windows Server Performance Team, 2010; specs/vmbus.md): the
 default 1 MB receive buffer holds 655 buffers of 1,600 bytes; with a quantum near 10 ms that
 sustains 65,500 packets/s, while the native stack handles ~260,000. Sizes are binary (1 MB =
 1,048,576 bytes, as the registry's KB units are 1,024 bytes).
