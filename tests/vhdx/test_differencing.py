@@ -42,7 +42,7 @@ def test_pyvhdi_and_dissect_read_the_same_chain(tmp_path):
     with vhdkit.open(chain.child) as disk:
         ours = disk.pread(0, chain.size)
     theirs = pyvhdi_read(chain.child, chain.parent, chain.size)
-    # Block 4 is PAYLOAD_BLOCK_ZERO, which "MUST return zeros" (2.5.1.1); libvhdi reads the
+    # Block 4 is PayloadBlockState.ZERO, which "MUST return zeros" (2.5.1.1); libvhdi reads the
     # parent there instead (the libvhdi#17 family of block-state bugs). Everywhere else: equal.
     zero_block = slice(4 * BLOCK, 5 * BLOCK)
     assert ours[zero_block] == bytes(BLOCK)

@@ -35,7 +35,7 @@ def test_dirty_log_read_only_replays_in_memory_and_leaves_file_unchanged(sample)
         assert sha256_of_disk(disk) == LOG_SAMPLE_CONTENT
         counts = disk.info().blocks
         assert counts == {"total": 32, "fully_present": 1, "zero": 3, "not_present": 28}
-        assert disk.bat.payload(0) == (L.PAYLOAD_BLOCK_FULLY_PRESENT, 4 << 20)
+        assert disk.bat.payload(0) == (L.PayloadBlockState.FULLY_PRESENT, 4 << 20)
         mbr = disk.pread(0, 512)
     assert mbr[510:] == b"\x55\xaa"
     # two type-0x83 partitions: LBA 2048 len 204800, LBA 206848 len 409600
@@ -116,8 +116,8 @@ def test_paulshir_bat_entries_as_documented(sample):
     with vhdkit.open(sample(PAULSHIR)) as disk:
         states = [disk.bat.payload(i) for i in range(4)]
     assert states == [
-        (L.PAYLOAD_BLOCK_FULLY_PRESENT, 4 << 20),
-        (L.PAYLOAD_BLOCK_NOT_PRESENT, 0),
-        (L.PAYLOAD_BLOCK_ZERO, 0),
-        (L.PAYLOAD_BLOCK_ZERO, 0),
+        (L.PayloadBlockState.FULLY_PRESENT, 4 << 20),
+        (L.PayloadBlockState.NOT_PRESENT, 0),
+        (L.PayloadBlockState.ZERO, 0),
+        (L.PayloadBlockState.ZERO, 0),
     ]

@@ -38,7 +38,7 @@ def test_image_header_checksum_and_fields():
     assert (h.version, h.log_version) == (1, 0)
     assert (h.log_offset, h.log_length) == (1 << 20, 1 << 20)
     assert h.log_is_empty
-    assert h.build() == raw  # rebuilt with its checksum: byte-identical
+    assert h.sealed() == raw  # rebuilt with its checksum: byte-identical
 
 
 def test_image_header_with_one_flipped_bit_fails_its_checksum():
@@ -66,7 +66,7 @@ def test_metadata_table_header_and_entry():
     assert head.signature == L.METADATA_TABLE_SIGNATURE and head.entry_count == 5
     raw = struct_bytes("metadata_table_entry")
     e = L.MetadataTableEntry.parse(raw)
-    entry = MetadataEntry(e.item_id, e.offset, e.length, bool(e.flags & 1), bool(e.flags & 2), bool(e.flags & 4))
+    entry = MetadataEntry.parse(raw)
     assert entry.name == "file_parameters"
     assert (entry.offset, entry.length) == (65536, 8)
     assert entry.is_required and not entry.is_virtual_disk and not entry.is_user  # as [MS-VHDX] 2.6.2.1 says

@@ -55,30 +55,30 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
 
 def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
            allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool) -> Report:
-    given = not isinstance(target, (str, os.PathLike))
-    report = Report(target.url if given else os.fspath(target))  # type: ignore[union-attr]
+    path = target if isinstance(target, (str, os.PathLike)) else None  # else a Store, checked as it is
+    report = Report(os.fspath(path) if path is not None else target.url)  # type: ignore[union-attr]
     start = time.perf_counter()
     try:
-        store = target if given else open_store(target)  # type: ignore[arg-type]
+        store: Store = open_store(path) if path is not None else target  # type: ignore[assignment]
     except VhdkitError as e:
         report.failure = str(e)
         return report
     try:
-        fmt = formats.detect(store)  # type: ignore[arg-type]
+        fmt = formats.detect(store)
         report.format = fmt.name
         open_parent = None
-        if check_parent and not given:
-            open_parent = lambda: open_image(target, allowed_parent_dirs=allowed_parent_dirs)  # noqa: E731
+        if check_parent and path is not None:
+            open_parent = lambda: open_image(path, allowed_parent_dirs=allowed_parent_dirs)  # noqa: E731
         if fmt.check is not None:
             fmt.load("check")(store, report, open_parent)
-        facts = _facts(store, fmt, report) if rules else None  # type: ignore[arg-type]
+        facts = _facts(store, fmt, report) if rules else None
         if facts is not None:
             apply_rules(rules, facts, report)
     except VhdkitError as e:  # a structure no check above expected to fail that way
         report.add(ERROR, "image", None, str(e))
     finally:
-        if not given:
-            store.close()  # type: ignore[union-attr]
+        if path is not None:
+            store.close()
         report.seconds = time.perf_counter() - start
     return report
 

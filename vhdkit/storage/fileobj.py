@@ -11,14 +11,14 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import IO, Any
+from typing import Any
 
 from ..errors import StorageError
 from .base import BaseStore, _check_range
 
 
 class FileObjectStore(BaseStore):
-    def __init__(self, fileobj: IO[bytes] | Any, *, writable: bool = False) -> None:
+    def __init__(self, fileobj: Any, *, writable: bool = False) -> None:
         for needed in ("seek", "readinto"):
             if not callable(getattr(fileobj, needed, None)):
                 raise TypeError(f"fileobj needs a {needed}() method; {type(fileobj).__name__} has none")

@@ -18,7 +18,7 @@ from ..errors import VhdkitError
 from ..storage import Borrowed, Store, open_store
 from ..units import MiB, format_size
 from ..vhdx import layout as L
-from ..vhdx.bat import BatGeometry, BlockAllocationTable
+from ..vhdx.bat import BatGeometry, BlockAllocationTable, decode_entry
 from ..vhdx.headers import VhdxHeader, read_creator, select_current_header, write_updated_header
 from ..vhdx.log import replay_in_memory
 from ..vhdx.metadata import read_metadata
@@ -28,11 +28,11 @@ from .repair import cut_trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
 
-_PRESENT = (L.PAYLOAD_BLOCK_FULLY_PRESENT, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT)
-_VALID_PAYLOAD_STATES = (L.PAYLOAD_BLOCK_NOT_PRESENT, L.PAYLOAD_BLOCK_UNDEFINED, L.PAYLOAD_BLOCK_ZERO,
-                         L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095, L.PAYLOAD_BLOCK_FULLY_PRESENT,
-                         L.PAYLOAD_BLOCK_PARTIALLY_PRESENT)
-_VALID_BITMAP_STATES = (L.SB_BLOCK_NOT_PRESENT, L.SB_BLOCK_PRESENT)
+_PRESENT = (L.PayloadBlockState.FULLY_PRESENT, L.PayloadBlockState.PARTIALLY_PRESENT)
+_VALID_PAYLOAD_STATES = (L.PayloadBlockState.NOT_PRESENT, L.PayloadBlockState.UNDEFINED, L.PayloadBlockState.ZERO,
+                         L.PayloadBlockState.UNMAPPED, L.PayloadBlockState.UNMAPPED_V095, L.PayloadBlockState.FULLY_PRESENT,
+                         L.PayloadBlockState.PARTIALLY_PRESENT)
+_VALID_BITMAP_STATES = (L.SectorBitmapState.NOT_PRESENT, L.SectorBitmapState.PRESENT)
 LAYOUT_SLACK = 4 * MiB
 
 
@@ -127,8 +127,7 @@ def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int,
     partial_chunks: set[int] = set()
     present_bitmaps: set[int] = set()
     for index, value in _entries_to_check(entries, ratio):
-        state = value & L.BAT_STATE_MASK
-        offset = (value >> L.BAT_OFFSET_SHIFT) * MiB
+        state, offset = decode_entry(value)
         is_bitmap = (index + 1) % (ratio + 1) == 0
         where = base + index * L.BAT_ENTRY_SIZE
         if is_bitmap:
@@ -137,7 +136,7 @@ def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int,
         else:
             block = index - index // (ratio + 1)
             name = f"BAT entry {index} (payload block {block})"
-        if value & L.BAT_RESERVED_MASK:
+        if L.BatEntry.reserved.of(value):
             report.add(ERROR, name, where, f"reserved bits are set ({value:#018x})")
         if is_bitmap:
             if not geometry.has_parent and chunk >= geometry.bitmap_blocks:
@@ -145,7 +144,7 @@ def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int,
             if state not in _VALID_BITMAP_STATES:
                 report.add(ERROR, name, where, f"state {state} is not a sector bitmap state (0 or 6)")
                 continue
-            if state == L.SB_BLOCK_PRESENT:
+            if state == L.SectorBitmapState.PRESENT:
                 present_bitmaps.add(chunk)
                 _claim_block(space, report, name, where, offset, MiB, file_size)
             continue
@@ -154,7 +153,7 @@ def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int,
         if state not in _VALID_PAYLOAD_STATES:
             report.add(ERROR, name, where, f"state {state} is not a payload block state")
             continue
-        if state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT:
+        if state == L.PayloadBlockState.PARTIALLY_PRESENT:
             if not geometry.has_parent:
                 report.add(ERROR, name, where, "PARTIALLY_PRESENT is only valid in a differencing disk")
             partial_chunks.add(block // ratio)
@@ -173,8 +172,8 @@ def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int,
 _PAGE = 512  # entries per 4 KiB BAT sector
 # Payload states that reference no file space; an entry holding one at FileOffsetMB 0 needs no
 # further check. Most of a new disk's BAT is such entries: 0 (NOT_PRESENT) or, from qemu-img, 2 (ZERO).
-_SPACELESS_STATES = bytes((L.PAYLOAD_BLOCK_NOT_PRESENT, L.PAYLOAD_BLOCK_UNDEFINED, L.PAYLOAD_BLOCK_ZERO,
-                           L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095))
+_SPACELESS_STATES = bytes((L.PayloadBlockState.NOT_PRESENT, L.PayloadBlockState.UNDEFINED, L.PayloadBlockState.ZERO,
+                           L.PayloadBlockState.UNMAPPED, L.PayloadBlockState.UNMAPPED_V095))
 
 
 def _entries_to_check(entries: array, ratio: int) -> Iterator[tuple[int, int]]:

@@ -88,7 +88,7 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
             preallocate(0, size)
         if store.size() < size:
             store.truncate(size)
-        store.pwrite(size, build_footer(size, L.DISK_TYPE_FIXED, L.FIXED_DATA_OFFSET, unique_id))
+        store.pwrite(size, build_footer(size, L.DiskType.FIXED, L.FIXED_DATA_OFFSET, unique_id))
         return
     entries = -(-size // block_size)
     table_offset = L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE
@@ -121,7 +121,7 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
     )))
     header[L.DYNAMIC_HEADER_CHECKSUM_OFFSET : L.DYNAMIC_HEADER_CHECKSUM_OFFSET + 4] = L.checksum(
         header, L.DYNAMIC_HEADER_CHECKSUM_OFFSET).to_bytes(4, "big")
-    disk_type_code = L.DISK_TYPE_DIFFERENCING if parent else L.DISK_TYPE_DYNAMIC
+    disk_type_code = L.DiskType.DIFFERENCING if parent else L.DiskType.DYNAMIC
     footer = build_footer(size, disk_type_code, L.FOOTER_SIZE, unique_id)
     store.pwrite(L.FOOTER_SIZE, bytes(header))
     store.pwrite(table_offset, b"\xff" * table_bytes)

@@ -23,7 +23,6 @@ from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, UnsupportedFeatureError
 from ..formats import VHD
 from ..storage import Store
-from ..structs import Record
 from ..units import align_up, is_power_of_two
 from . import layout as L
 
@@ -31,7 +30,7 @@ ParentResolver = Callable[["VhdDisk"], VirtualDisk]
 
 
 class ParsedFooter(NamedTuple):
-    fields: Record
+    fields: L.Footer
     offset: int
     checksum_ok: bool
     raw: bytes
@@ -62,7 +61,7 @@ class VhdDisk(VirtualDisk):
         self.footer_info = self._find_footer(store, file_size, tolerate_checksum)
         f = self.footer_info.fields
         self.footer = f
-        if f.disk_type not in L.DISK_TYPE_NAMES:
+        if f.disk_type not in tuple(L.DiskType):
             raise UnsupportedFeatureError(f"VHD disk type {f.disk_type} is not fixed (2), dynamic (3) or differencing (4)")
         size = f.current_size
         if size == 0 or size % L.SECTOR or size > L.MAX_SIZE:
@@ -72,7 +71,7 @@ class VhdDisk(VirtualDisk):
         self.header = None
         self.bat: array | None = None
         self.block_size = 0
-        if f.disk_type == L.DISK_TYPE_FIXED:
+        if f.disk_type == L.DiskType.FIXED:
             if file_size - L.FOOTER_SIZE < size:
                 raise CorruptImageError("the fixed disk's data is shorter than its size (truncated file)",
                                         structure="VHD footer", offset=self.footer_info.offset,
@@ -82,7 +81,7 @@ class VhdDisk(VirtualDisk):
         super().__init__(store, size=size, logical_sector_size=L.SECTOR, physical_sector_size=L.SECTOR,
                          writable=writable)
         self._write_lock = threading.RLock()
-        if f.disk_type == L.DISK_TYPE_DIFFERENCING and parent_resolver is not None:
+        if f.disk_type == L.DiskType.DIFFERENCING and parent_resolver is not None:
             self.parent = parent_resolver(self)
 
     # -- opening -------------------------------------------------------------------------------
@@ -162,7 +161,7 @@ class VhdDisk(VirtualDisk):
 
     @property
     def disk_type(self) -> str:
-        return L.DISK_TYPE_NAMES[self.footer.disk_type]
+        return L.DiskType(self.footer.disk_type).spec_name
 
     @property
     def unique_id(self) -> uuid.UUID:
@@ -170,7 +169,7 @@ class VhdDisk(VirtualDisk):
 
     @property
     def differencing(self) -> bool:
-        return self.footer.disk_type == L.DISK_TYPE_DIFFERENCING
+        return self.footer.disk_type == L.DiskType.DIFFERENCING
 
     @property
     def chs_size(self) -> int:

@@ -8,73 +8,96 @@ are compared as raw bytes. Never ``.compile()`` these structs: they parse untrus
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 
-from ..structs import BIG, U8, U16, U32, U64, Array, Bytes, Struct  # noqa: F401
+from ..structs import BIG, U8, U16, U32, U64, Array, Bytes, Record
 
 SECTOR = 512
 
 # -- Hard disk footer (512 bytes; at the end of every VHD, copied at offset 0 in dynamic ones) ----
 FOOTER_SIZE = 512
 FOOTER_COOKIE = b"conectix"
-Footer = Struct(BIG,
-    ("cookie", Bytes(8)),
-    ("features", U32),  # bit 1 (0x2) reserved, always set
-    ("file_format_version", U32),  # 0x00010000
-    ("data_offset", U64),  # dynamic header offset; all ones for fixed disks
-    ("timestamp", U32),  # seconds since 2000-01-01 00:00:00 UTC
-    ("creator_application", Bytes(4)),
-    ("creator_version", U32),
-    ("creator_host_os", Bytes(4)),
-    ("original_size", U64),
-    ("current_size", U64),
-    ("cylinders", U16),
-    ("heads", U8),
-    ("sectors_per_track", U8),
-    ("disk_type", U32),
-    ("checksum", U32),  # one's complement of the byte sum, this field taken as zero
-    ("unique_id", Bytes(16)),
-    ("saved_state", U8),
-    ("reserved", Bytes(427)),
-)
-assert Footer.sizeof() == FOOTER_SIZE
-FOOTER_CHECKSUM_OFFSET = 64
+
+
+class Footer(Record, byte_order=BIG):
+    """Hard Disk Footer Format."""
+
+    cookie: bytes = Bytes(8)
+    features: int = U32  # bit 1 (0x2) reserved, always set
+    file_format_version: int = U32  # 0x00010000
+    data_offset: int = U64  # dynamic header offset; all ones for fixed disks
+    timestamp: int = U32  # seconds since 2000-01-01 00:00:00 UTC
+    creator_application: bytes = Bytes(4)
+    creator_version: int = U32
+    creator_host_os: bytes = Bytes(4)
+    original_size: int = U64
+    current_size: int = U64
+    cylinders: int = U16
+    heads: int = U8
+    sectors_per_track: int = U8
+    disk_type: int = U32  # a DiskType
+    checksum: int = U32  # one's complement of the byte sum, this field taken as zero
+    unique_id: bytes = Bytes(16)
+    saved_state: int = U8
+    reserved: bytes = Bytes(427)
+
+
+assert Footer.size == FOOTER_SIZE
+FOOTER_CHECKSUM_OFFSET = Footer.offset_of("checksum")
 FEATURES_RESERVED = 0x2
 FILE_FORMAT_VERSION = 0x00010000
 FIXED_DATA_OFFSET = 0xFFFFFFFFFFFFFFFF
-DISK_TYPE_FIXED = 2
-DISK_TYPE_DYNAMIC = 3
-DISK_TYPE_DIFFERENCING = 4
-DISK_TYPE_NAMES = {DISK_TYPE_FIXED: "fixed", DISK_TYPE_DYNAMIC: "dynamic", DISK_TYPE_DIFFERENCING: "differencing"}
+
+
+class DiskType(enum.IntEnum):
+    """The footer's Disk Type (0, 1, 5 and 6 are deprecated or reserved: refused)."""
+
+    FIXED = 2
+    DYNAMIC = 3
+    DIFFERENCING = 4
+
+    @property
+    def spec_name(self) -> str:
+        return self.name.lower()
+
 CREATOR_APPLICATION = b"vhdk"  # vhdkit's own id, as "win ", "qemu", "vpc " are others'
 CREATOR_HOST_OS = b"Wi2k"  # what every Windows-readable VHD carries
 
 # -- Dynamic disk header (1024 bytes, at footer.data_offset) --------------------------------------
 DYNAMIC_HEADER_SIZE = 1024
 DYNAMIC_HEADER_COOKIE = b"cxsparse"
-ParentLocatorEntry = Struct(BIG,
-    ("platform_code", Bytes(4)),  # b"W2ku" absolute, b"W2ru" relative (UTF-16LE); b"\0\0\0\0" unused
-    ("platform_data_space", U32),  # sectors by the spec; Windows writes bytes
-    ("platform_data_length", U32),  # bytes
-    ("reserved", U32),
-    ("platform_data_offset", U64),  # absolute file offset
-)
-DynamicHeader = Struct(BIG,
-    ("cookie", Bytes(8)),
-    ("data_offset", U64),  # all ones
-    ("table_offset", U64),  # the BAT
-    ("header_version", U32),  # 0x00010000
-    ("max_table_entries", U32),
-    ("block_size", U32),
-    ("checksum", U32),
-    ("parent_unique_id", Bytes(16)),
-    ("parent_timestamp", U32),
-    ("reserved", U32),
-    ("parent_unicode_name", Bytes(512)),  # UTF-16BE (the locators' data is UTF-16LE)
-    ("parent_locators", Array(8, ParentLocatorEntry)),
-    ("reserved2", Bytes(256)),
-)
-assert DynamicHeader.sizeof() == DYNAMIC_HEADER_SIZE
-DYNAMIC_HEADER_CHECKSUM_OFFSET = 36
+
+
+class ParentLocatorEntry(Record, byte_order=BIG):
+    """Dynamic Disk Header, Parent Locator Entry (24 bytes)."""
+
+    platform_code: bytes = Bytes(4)  # b"W2ku" absolute, b"W2ru" relative (UTF-16LE); b"\0\0\0\0" unused
+    platform_data_space: int = U32  # sectors by the spec; Windows writes bytes
+    platform_data_length: int = U32  # bytes
+    reserved: int = U32
+    platform_data_offset: int = U64  # absolute file offset
+
+
+class DynamicHeader(Record, byte_order=BIG):
+    """Dynamic Disk Header Format."""
+
+    cookie: bytes = Bytes(8)
+    data_offset: int = U64  # all ones
+    table_offset: int = U64  # the BAT
+    header_version: int = U32  # 0x00010000
+    max_table_entries: int = U32
+    block_size: int = U32
+    checksum: int = U32
+    parent_unique_id: bytes = Bytes(16)
+    parent_timestamp: int = U32
+    reserved: int = U32
+    parent_unicode_name: bytes = Bytes(512)  # UTF-16BE (the locators' data is UTF-16LE)
+    parent_locators: list[ParentLocatorEntry] = Array(8, ParentLocatorEntry)
+    reserved2: bytes = Bytes(256)
+
+
+assert DynamicHeader.size == DYNAMIC_HEADER_SIZE
+DYNAMIC_HEADER_CHECKSUM_OFFSET = DynamicHeader.offset_of("checksum")
 HEADER_VERSION = 0x00010000
 PLATFORM_W2KU = b"W2ku"
 PLATFORM_W2RU = b"W2ru"

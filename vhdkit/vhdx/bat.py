@@ -88,23 +88,21 @@ class BlockAllocationTable:
 
     def payload(self, block: int) -> tuple[int, int]:
         """(state, file offset in bytes) of payload block ``block``."""
-        value = self.entries[self.geometry.payload_index(block)]
-        return value & L.BAT_STATE_MASK, (value >> L.BAT_OFFSET_SHIFT) * MiB
+        return decode_entry(self.entries[self.geometry.payload_index(block)])
 
     def bitmap(self, chunk: int) -> tuple[int, int]:
         """(state, file offset in bytes) of the sector bitmap block of ``chunk``."""
-        value = self.entries[self.geometry.bitmap_index(chunk)]
-        return value & L.BAT_STATE_MASK, (value >> L.BAT_OFFSET_SHIFT) * MiB
+        return decode_entry(self.entries[self.geometry.bitmap_index(chunk)])
 
     def set_payload(self, block: int, state: int, file_offset: int = 0) -> int:
         """Set payload block ``block``'s entry; returns its index (for the dirty sector)."""
         index = self.geometry.payload_index(block)
-        self.entries[index] = _entry(state, file_offset)
+        self.entries[index] = encode_entry(state, file_offset)
         return index
 
     def set_bitmap(self, chunk: int, state: int, file_offset: int = 0) -> int:
         index = self.geometry.bitmap_index(chunk)
-        self.entries[index] = _entry(state, file_offset)
+        self.entries[index] = encode_entry(state, file_offset)
         return index
 
     def sector_bytes(self, sector: int) -> bytes:
@@ -136,12 +134,12 @@ class BlockAllocationTable:
         for start in range(0, len(states), step):
             payload += states[start : start + g.chunk_ratio]
         payload = payload[: g.data_blocks]
-        table = bytes(i & L.BAT_STATE_MASK for i in range(256))
+        table = bytes(L.BatEntry.state.of(i) for i in range(256))  # the state is in the low byte
         masked = bytes(payload).translate(table)
         for value in range(8):
             n = masked.count(value)
             if n:
-                name = L.PAYLOAD_STATE_NAMES.get(value, f"invalid_{value}")
+                name = state_name(L.PayloadBlockState, value)
                 counts[name] = counts.get(name, 0) + n
         return counts
 
@@ -152,14 +150,27 @@ class BlockAllocationTable:
             index = g.bitmap_index(chunk)
             if index >= len(self.entries):
                 break
-            state = self.entries[index] & L.BAT_STATE_MASK
-            name = {L.SB_BLOCK_NOT_PRESENT: "not_present", L.SB_BLOCK_PRESENT: "present"}.get(state, f"invalid_{state}")
+            name = state_name(L.SectorBitmapState, L.BatEntry.state.of(self.entries[index]))
             counts[name] = counts.get(name, 0) + 1
         return counts
 
 
-def _entry(state: int, file_offset: int) -> int:
-    """A BAT entry (2.5.1): FileOffsetMB in bits 20-63, state in bits 0-2."""
+def decode_entry(value: int) -> tuple[int, int]:
+    """(state, file offset in bytes) of a BAT entry (2.5.1)."""
+    return L.BatEntry.state.of(value), L.BatEntry.file_offset_mb.of(value) * MiB
+
+
+def encode_entry(state: int, file_offset: int) -> int:
+    """A BAT entry (2.5.1) for a block in ``state`` at ``file_offset`` (a whole number of MiB)."""
     if file_offset % MiB:
         raise ValueError(f"block offset {file_offset:#x} is not 1 MiB aligned")
-    return (file_offset // MiB) << L.BAT_OFFSET_SHIFT | state
+    return L.BatEntry.pack(state=state, file_offset_mb=file_offset // MiB)
+
+
+def state_name(states: type[L.PayloadBlockState] | type[L.SectorBitmapState], value: int) -> str:
+    """A state as reports name it ("fully_present"), or "invalid_N"."""
+    try:
+        member = states(value)
+    except ValueError:
+        return f"invalid_{value}"
+    return member.spec_name if isinstance(member, L.PayloadBlockState) else member.name.lower()

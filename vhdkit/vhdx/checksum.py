@@ -7,12 +7,12 @@ structure that has one) taken as zero ([MS-VHDX] 2.2.2, 2.2.3.1, 2.3.1.1).
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TypeVar
 
 import crcmod.predefined
 
 from ..errors import CorruptImageError
-from ..structs import Struct
+from ..structs import Record
 
 _crc32c = crcmod.predefined.mkCrcFun("crc-32c")
 _ZERO4 = b"\0\0\0\0"
@@ -42,7 +42,10 @@ def with_checksum(data: bytes | bytearray, field_offset: int = 4) -> bytes:
     return bytes(buf)
 
 
-def parse(structure: Struct, data: bytes | memoryview, name: str, offset: int) -> Any:
+R = TypeVar("R", bound=Record)
+
+
+def parse(structure: type[R], data: bytes | memoryview, name: str, offset: int) -> R:
     """Parse ``data`` as ``structure``; any failure becomes a CorruptImageError."""
     size = structure.sizeof()
     if len(data) < size:

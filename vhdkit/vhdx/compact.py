@@ -20,6 +20,7 @@ from typing import NamedTuple
 from ..disk import CompactReport, StoredZeros
 from ..units import MiB, align_up
 from . import layout as L
+from .bat import decode_entry, encode_entry
 from .image import VhdxDisk
 from .session import Transaction
 
@@ -51,12 +52,12 @@ def compact(disk: VhdxDisk) -> CompactReport:
 def _drop_zero_blocks(disk: VhdxDisk) -> int:
     g = disk.geometry
     bs = g.block_size
-    gone_state = L.PAYLOAD_BLOCK_ZERO if g.has_parent else L.PAYLOAD_BLOCK_NOT_PRESENT
+    gone_state = L.PayloadBlockState.ZERO if g.has_parent else L.PayloadBlockState.NOT_PRESENT
     reads_zero = StoredZeros(disk.file_store)
     tx, pending, dropped = Transaction(), 0, 0
     for block in range(g.data_blocks):
         state, offset = disk.bat.payload(block)
-        if state != L.PAYLOAD_BLOCK_FULLY_PRESENT or not reads_zero(offset, min(bs, disk.size - block * bs)):
+        if state != L.PayloadBlockState.FULLY_PRESENT or not reads_zero(offset, min(bs, disk.size - block * bs)):
             continue
         tx.touch_bat(disk.bat.set_payload(block, gone_state, 0))
         pending += 1
@@ -80,14 +81,13 @@ def _pieces(disk: VhdxDisk) -> list[_Piece]:
     ratio = disk.geometry.chunk_ratio
     out = []
     for index, value in enumerate(disk.bat.entries):
-        offset = (value >> L.BAT_OFFSET_SHIFT) * MiB
-        state = value & L.BAT_STATE_MASK
+        state, offset = decode_entry(value)
         if not offset:
             continue
         is_bitmap = index % (ratio + 1) == ratio
-        if is_bitmap and state == L.SB_BLOCK_PRESENT:
+        if is_bitmap and state == L.SectorBitmapState.PRESENT:
             out.append(_Piece(offset, L.SECTOR_BITMAP_BLOCK_SIZE, index))
-        elif not is_bitmap and state in (L.PAYLOAD_BLOCK_FULLY_PRESENT, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT):
+        elif not is_bitmap and state in (L.PayloadBlockState.FULLY_PRESENT, L.PayloadBlockState.PARTIALLY_PRESENT):
             out.append(_Piece(offset, disk.geometry.block_size, index))
     return sorted(out)
 
@@ -128,8 +128,8 @@ def _move_down(disk: VhdxDisk) -> int:
         store.flush()
         tx = Transaction()
         for piece, spot in plan:
-            value = disk.bat.entries[piece.index]
-            disk.bat.entries[piece.index] = (spot // MiB) << L.BAT_OFFSET_SHIFT | (value & L.BAT_STATE_MASK)
+            state, _ = decode_entry(disk.bat.entries[piece.index])
+            disk.bat.entries[piece.index] = encode_entry(state, spot)
             tx.touch_bat(piece.index)
         disk._session.commit(tx)  # noqa: SLF001
         disk._bitmap_cache.clear()  # noqa: SLF001

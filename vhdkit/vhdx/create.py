@@ -79,9 +79,9 @@ def _creator(text: str) -> bytes:
 def _metadata_region(size: int, disk_type: str, block_size: int, logical: int, physical: int,
                      disk_id: uuid.UUID, parent: ParentLink | None) -> bytes:
     """The metadata table and its items, Hyper-V's order, packed from 64 KiB (2.6)."""
-    flags = (L.FILE_PARAMETERS_LEAVE_BLOCK_ALLOCATED if disk_type == "fixed" else 0) | (
-        L.FILE_PARAMETERS_HAS_PARENT if parent else 0)
-    required, virtual_disk = L.METADATA_FLAG_IS_REQUIRED, L.METADATA_FLAG_IS_VIRTUAL_DISK
+    flags = (L.FileParametersFlags.LEAVE_BLOCK_ALLOCATED if disk_type == "fixed" else 0) | (
+        L.FileParametersFlags.HAS_PARENT if parent else 0)
+    required, virtual_disk = L.MetadataFlags.IS_REQUIRED, L.MetadataFlags.IS_VIRTUAL_DISK
     items = [
         (L.FILE_PARAMETERS_GUID, L.FileParameters.build(dict(block_size=block_size, flags=flags)), required),
         (L.VIRTUAL_DISK_SIZE_GUID, L.VirtualDiskSize.build(size), required | virtual_disk),
@@ -160,7 +160,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
     if disk_type == "fixed":
         bat = BlockAllocationTable(geometry, array("Q", bytes(geometry.entry_count * 8)), BAT_OFFSET)
         for block in range(geometry.data_blocks):
-            bat.set_payload(block, L.PAYLOAD_BLOCK_FULLY_PRESENT, payload_start + block * block_size)
+            bat.set_payload(block, L.PayloadBlockState.FULLY_PRESENT, payload_start + block * block_size)
         store.pwrite(BAT_OFFSET, bat.to_bytes())
         file_size = payload_start + geometry.data_blocks * block_size
         assert file_size == new_file_size(size, disk_type, block_size, logical_sector_size)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import NamedTuple
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
@@ -27,17 +26,11 @@ def read_creator(store: Store) -> str:
     return text.split("\0", 1)[0]
 
 
-class VhdxHeader(NamedTuple):
-    slot: int  # 1 or 2
-    sequence_number: int
-    file_write_guid: uuid.UUID
-    data_write_guid: uuid.UUID
-    log_guid: uuid.UUID
-    log_version: int
-    version: int
-    log_length: int
-    log_offset: int
-    raw: bytes
+class VhdxHeader(L.Header):
+    """A header (layout.Header's fields) and the slot it was read from or goes to: 1 or 2."""
+
+    slot: int
+    _extras = ("slot",)
 
     @property
     def offset(self) -> int:
@@ -47,27 +40,17 @@ class VhdxHeader(NamedTuple):
     def log_is_empty(self) -> bool:
         return self.log_guid == L.NULL_GUID
 
-    def build(self) -> bytes:
-        """The 4 KiB on-disk form, checksum filled in, keeping reserved bytes as read."""
-        reserved = self.raw[80:L.HEADER_SIZE] if len(self.raw) == L.HEADER_SIZE else bytes(4016)
-        data = L.Header.build(dict(
-            signature=L.HEADER_SIGNATURE, checksum=0, sequence_number=self.sequence_number,
-            file_write_guid=self.file_write_guid, data_write_guid=self.data_write_guid,
-            log_guid=self.log_guid, log_version=self.log_version, version=self.version,
-            log_length=self.log_length, log_offset=self.log_offset, reserved=reserved,
-        ))
-        return with_checksum(data)
-
-    def __repr__(self) -> str:  # without the raw bytes
-        fields = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self) if k != "raw")
-        return f"{type(self).__name__}({fields})"
+    def sealed(self) -> bytes:
+        """The 4 KiB on-disk form with its signature and checksum filled in (reserved bytes kept
+        as read)."""
+        return with_checksum(self.replace(signature=L.HEADER_SIGNATURE, checksum=0).to_bytes())
 
 
 def parse_header(raw: bytes, slot: int) -> VhdxHeader:
     """Parse one header; raise CorruptImageError if its signature or CRC-32C is wrong."""
     name = f"VHDX header {slot}"
     offset = L.HEADER_OFFSETS[slot - 1]
-    h = parse(L.Header, raw, name, offset)
+    h = parse(VhdxHeader, raw, name, offset)
     if h.signature != L.HEADER_SIGNATURE:
         raise CorruptImageError("bad signature", structure=name, offset=offset,
                                 field="Signature", expected=L.HEADER_SIGNATURE, found=h.signature)
@@ -75,12 +58,7 @@ def parse_header(raw: bytes, slot: int) -> VhdxHeader:
     if crc != stored_checksum(raw):
         raise CorruptImageError("checksum mismatch", structure=name, offset=offset,
                                 field="Checksum", expected=crc, found=stored_checksum(raw))
-    return VhdxHeader(
-        slot=slot, sequence_number=h.sequence_number, file_write_guid=h.file_write_guid,
-        data_write_guid=h.data_write_guid, log_guid=h.log_guid, log_version=h.log_version,
-        version=h.version, log_length=h.log_length, log_offset=h.log_offset,
-        raw=bytes(raw[: L.HEADER_SIZE]),
-    )
+    return h.replace(slot=slot)
 
 
 class HeaderSelection(NamedTuple):
@@ -119,7 +97,7 @@ def select_current_header(store: Store) -> HeaderSelection:
         current = h1
     elif h2.sequence_number > h1.sequence_number:
         current = h2
-    elif h1.raw == h2.raw:
+    elif h1 == h2:  # every field, reserved bytes too: byte-identical copies
         current = h1
     else:
         raise CorruptImageError(
@@ -157,9 +135,9 @@ def write_updated_header(store: Store, current: VhdxHeader, **changes: object) -
     header = current
     for _ in range(2):
         slot = 2 if header.slot == 1 else 1
-        new = header._replace(slot=slot, sequence_number=header.sequence_number + 1, **changes)
-        raw = new.build()
-        new = new._replace(raw=raw)
+        new = header.replace(slot=slot, sequence_number=header.sequence_number + 1, **changes)
+        raw = new.sealed()
+        new = new.replace(checksum=VhdxHeader.parse(raw).checksum)
         store.pwrite(new.offset, raw)
         store.flush()
         header = new

@@ -28,8 +28,8 @@ from .session import Transaction, UnpublishedSession, WriteSession
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
 
-_ZERO_STATES = (L.PAYLOAD_BLOCK_ZERO, L.PAYLOAD_BLOCK_UNMAPPED, L.PAYLOAD_BLOCK_UNMAPPED_V095,
-                L.PAYLOAD_BLOCK_UNDEFINED)
+_ZERO_STATES = (L.PayloadBlockState.ZERO, L.PayloadBlockState.UNMAPPED, L.PayloadBlockState.UNMAPPED_V095,
+                L.PayloadBlockState.UNDEFINED)
 
 
 class VhdxDisk(VirtualDisk):
@@ -153,16 +153,16 @@ class VhdxDisk(VirtualDisk):
         bs = self.geometry.block_size
         for pos, n, block, state, file_offset in self._block_runs(offset, len(buf)):
             view = buf[pos - offset : pos - offset + n]
-            if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+            if state == L.PayloadBlockState.FULLY_PRESENT:
                 self._read_payload(block, file_offset + pos % bs, view)
-            elif state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+            elif state == L.PayloadBlockState.NOT_PRESENT:
                 if self.metadata.has_parent:
                     self._read_parent(pos, view)
                 else:
                     fill_zeros(view)
             elif state in _ZERO_STATES:
                 fill_zeros(view)
-            elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and self.metadata.has_parent:
+            elif state == L.PayloadBlockState.PARTIALLY_PRESENT and self.metadata.has_parent:
                 for run_pos, run_len, present in self._sector_runs(pos, n):
                     part = view[run_pos - pos : run_pos - pos + run_len]
                     if present:
@@ -201,9 +201,9 @@ class VhdxDisk(VirtualDisk):
         state, file_offset = self.bat.bitmap(chunk)
         where = dict(structure=f"BAT sector bitmap entry for chunk {chunk}",
                      offset=self.bat.region_offset + self.geometry.bitmap_index(chunk) * L.BAT_ENTRY_SIZE)
-        if state != L.SB_BLOCK_PRESENT:
+        if state != L.SectorBitmapState.PRESENT:
             raise CorruptImageError("a partially present block's sector bitmap is not present",
-                                    field="State", expected=L.SB_BLOCK_PRESENT, found=state, **where)  # type: ignore[arg-type]
+                                    field="State", expected=L.SectorBitmapState.PRESENT, found=state, **where)  # type: ignore[arg-type]
         if file_offset < L.HEADER_SECTION_SIZE:
             raise CorruptImageError("sector bitmap block inside the header section", field="FileOffsetMB",
                                     found=file_offset, **where)  # type: ignore[arg-type]
@@ -235,13 +235,13 @@ class VhdxDisk(VirtualDisk):
     def _own_extents(self, offset: int, length: int) -> Iterator[Extent]:
         differencing = self.metadata.has_parent
         for pos, n, block, state, _ in self._block_runs(offset, length):
-            if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+            if state == L.PayloadBlockState.FULLY_PRESENT:
                 yield Extent(pos, n, ExtentState.DATA)
-            elif state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+            elif state == L.PayloadBlockState.NOT_PRESENT:
                 yield Extent(pos, n, ExtentState.PARENT if differencing else ExtentState.UNALLOCATED)
             elif state in _ZERO_STATES:
                 yield Extent(pos, n, ExtentState.ZERO)
-            elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and differencing:
+            elif state == L.PayloadBlockState.PARTIALLY_PRESENT and differencing:
                 for run_pos, run_len, present in self._sector_runs(pos, n):
                     yield Extent(run_pos, run_len, ExtentState.DATA if present else ExtentState.PARENT)
             else:
@@ -280,22 +280,22 @@ class VhdxDisk(VirtualDisk):
         bs = self.geometry.block_size
         within = pos % bs
         differencing = self.metadata.has_parent
-        if state == L.PAYLOAD_BLOCK_FULLY_PRESENT:
+        if state == L.PayloadBlockState.FULLY_PRESENT:
             self._pwrite_payload(block, file_offset + within, piece)
-        elif state == L.PAYLOAD_BLOCK_PARTIALLY_PRESENT and differencing:
+        elif state == L.PayloadBlockState.PARTIALLY_PRESENT and differencing:
             self._pwrite_payload(block, file_offset + within, piece)
             self._mark_present(tx, pos, len(piece))
-        elif state == L.PAYLOAD_BLOCK_NOT_PRESENT and differencing and len(piece) < self._block_bytes(block):
+        elif state == L.PayloadBlockState.NOT_PRESENT and differencing and len(piece) < self._block_bytes(block):
             new = self._allocate(bs)
             self.store.pwrite(new + within, piece)
-            tx.touch_bat(self.bat.set_payload(block, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT, new))
+            tx.touch_bat(self.bat.set_payload(block, L.PayloadBlockState.PARTIALLY_PRESENT, new))
             self._mark_present(tx, pos, len(piece))
-        elif state in _ZERO_STATES or state == L.PAYLOAD_BLOCK_NOT_PRESENT:
+        elif state in _ZERO_STATES or state == L.PayloadBlockState.NOT_PRESENT:
             # A fresh block reads as zeros where it is not written: right for every state that
             # reads as zeros, and for a whole-block write over a differencing disk's parent.
             new = self._allocate(bs)
             self.store.pwrite(new + within, piece)
-            tx.touch_bat(self.bat.set_payload(block, L.PAYLOAD_BLOCK_FULLY_PRESENT, new))
+            tx.touch_bat(self.bat.set_payload(block, L.PayloadBlockState.FULLY_PRESENT, new))
         else:
             raise self._bad_state(block, state)
 
@@ -329,11 +329,11 @@ class VhdxDisk(VirtualDisk):
         bitmap = tx.bitmaps.get(chunk)
         if bitmap is None:
             state, _ = self.bat.bitmap(chunk)
-            if state == L.SB_BLOCK_PRESENT:
+            if state == L.SectorBitmapState.PRESENT:
                 bitmap = self._sector_bitmap(chunk)
             else:
                 sb_offset = self._allocate(L.SECTOR_BITMAP_BLOCK_SIZE)
-                tx.touch_bat(self.bat.set_bitmap(chunk, L.SB_BLOCK_PRESENT, sb_offset))
+                tx.touch_bat(self.bat.set_bitmap(chunk, L.SectorBitmapState.PRESENT, sb_offset))
                 bitmap = bytearray(L.SECTOR_BITMAP_BLOCK_SIZE)
             tx.bitmaps[chunk] = bitmap
         first = (pos - chunk * g.chunk_size) // g.logical_sector_size
@@ -434,7 +434,7 @@ class VhdxDisk(VirtualDisk):
             },
             "regions": [
                 {"name": r.name, "guid": str(r.guid), "file_offset": r.file_offset, "length": r.length,
-                 "required": r.required}
+                 "required": r.is_required}
                 for r in self.regions.current.regions
             ],
             "metadata_items": [

@@ -10,9 +10,10 @@ integers with array/memoryview, a record per entry would be far too slow.
 
 from __future__ import annotations
 
+import enum
 import uuid
 
-from ..structs import GUID_LE, LITTLE, U8, U16, U32, U64, Bytes, Scalar, Struct  # noqa: F401
+from ..structs import GUID_LE, LITTLE, U16, U32, U64, Bits, BitField, Bytes, Record, Scalar
 from ..units import KiB, MiB, TiB
 
 Guid = Scalar(LITTLE, GUID_LE)
@@ -27,45 +28,62 @@ ALIGNMENT = 1 * MiB  # log, regions, payload and sector bitmap blocks
 
 # -- 2.2.1 File Type Identifier (64 KiB structure; 8-byte signature + 512-byte creator) -----------
 FILE_IDENTIFIER_SIGNATURE = b"vhdxfile"
-FileIdentifier = Struct(LITTLE,
-    ("signature", Bytes(8)),
-    ("creator", Bytes(512)),  # UTF-16LE, NUL-padded; informational only
-)
+
+
+class FileIdentifier(Record, byte_order=LITTLE):
+    """2.2.1 File Type Identifier (its first 520 bytes; the rest of the 64 KiB is unused)."""
+
+    signature: bytes = Bytes(8)
+    creator: bytes = Bytes(512)  # UTF-16LE, NUL-padded; informational only
+
 
 # -- 2.2.2 Headers (4 KiB each; CRC-32C over all 4 KiB with the checksum zeroed) -----------------
 HEADER_SIGNATURE = b"head"
 HEADER_SIZE = 4 * KiB
-Header = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("checksum", U32),
-    ("sequence_number", U64),
-    ("file_write_guid", GUID_LE),
-    ("data_write_guid", GUID_LE),
-    ("log_guid", GUID_LE),
-    ("log_version", U16),
-    ("version", U16),
-    ("log_length", U32),
-    ("log_offset", U64),
-    ("reserved", Bytes(4016)),
-)
-assert Header.sizeof() == HEADER_SIZE
+
+
+class Header(Record, byte_order=LITTLE):
+    """2.2.2 Header: 4 KiB, CRC-32C over all of it with Checksum zeroed."""
+
+    signature: bytes = Bytes(4)
+    checksum: int = U32
+    sequence_number: int = U64
+    file_write_guid: uuid.UUID = GUID_LE
+    data_write_guid: uuid.UUID = GUID_LE
+    log_guid: uuid.UUID = GUID_LE
+    log_version: int = U16
+    version: int = U16
+    log_length: int = U32
+    log_offset: int = U64
+    reserved: bytes = Bytes(4016)
+
+
+assert Header.size == HEADER_SIZE
 
 # -- 2.2.3 Region Table (64 KiB; CRC-32C over all 64 KiB) -----------------------------------------
 REGION_TABLE_SIGNATURE = b"regi"
 REGION_TABLE_SIZE = 64 * KiB
 REGION_TABLE_MAX_ENTRIES = 2047
-RegionTableHeader = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("checksum", U32),
-    ("entry_count", U32),
-    ("reserved", U32),
-)
-RegionTableEntry = Struct(LITTLE,
-    ("guid", GUID_LE),
-    ("file_offset", U64),
-    ("length", U32),
-    ("required", U32),
-)
+
+
+class RegionTableHeader(Record, byte_order=LITTLE):
+    """2.2.3.1 Region Table Header (then up to 2047 entries, in a 64 KiB table)."""
+
+    signature: bytes = Bytes(4)
+    checksum: int = U32
+    entry_count: int = U32
+    reserved: int = U32
+
+
+class RegionTableEntry(Record, byte_order=LITTLE):
+    """2.2.3.2 Region Table Entry."""
+
+    guid: uuid.UUID = GUID_LE
+    file_offset: int = U64
+    length: int = U32
+    required: int = U32
+
+
 BAT_REGION_GUID = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
 METADATA_REGION_GUID = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
 
@@ -76,44 +94,56 @@ ZERO_DESCRIPTOR_SIGNATURE = b"zero"
 DATA_DESCRIPTOR_SIGNATURE = b"desc"
 DATA_SECTOR_SIGNATURE = b"data"
 DESCRIPTOR_SIZE = 32
-# 2.3.1.1 Entry Header. The spec's prose gives DescriptorCount 8 bytes, but its layout (and every
-# writer) has a 4-byte count followed by 4 reserved bytes; the header is 64 bytes either way.
-LogEntryHeader = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("checksum", U32),
-    ("entry_length", U32),
-    ("tail", U32),
-    ("sequence_number", U64),
-    ("descriptor_count", U32),
-    ("reserved", U32),
-    ("log_guid", GUID_LE),
-    ("flushed_file_offset", U64),
-    ("last_file_offset", U64),
-)
+
+
+class LogEntryHeader(Record, byte_order=LITTLE):
+    """2.3.1.1 Entry Header. The spec's prose gives DescriptorCount 8 bytes, but its layout (and
+    every writer) has a 4-byte count followed by 4 reserved bytes; 64 bytes either way."""
+
+    signature: bytes = Bytes(4)
+    checksum: int = U32
+    entry_length: int = U32
+    tail: int = U32
+    sequence_number: int = U64
+    descriptor_count: int = U32
+    reserved: int = U32
+    log_guid: uuid.UUID = GUID_LE
+    flushed_file_offset: int = U64
+    last_file_offset: int = U64
+
+
 assert LogEntryHeader.sizeof() == 64
-# 2.3.1.2 Zero Descriptor
-ZeroDescriptor = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("reserved", U32),
-    ("zero_length", U64),
-    ("file_offset", U64),
-    ("sequence_number", U64),
-)
-# 2.3.1.3 Data Descriptor: the first 8 and last 4 bytes of the 4 KiB update live here.
-DataDescriptor = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("trailing_bytes", Bytes(4)),
-    ("leading_bytes", Bytes(8)),
-    ("file_offset", U64),
-    ("sequence_number", U64),
-)
-# 2.3.1.4 Data Sector: bytes 8..4091 of the update between the split sequence number.
-DataSector = Struct(LITTLE,
-    ("signature", Bytes(4)),
-    ("sequence_high", U32),
-    ("data", Bytes(4084)),
-    ("sequence_low", U32),
-)
+
+
+class ZeroDescriptor(Record, byte_order=LITTLE):
+    """2.3.1.2 Zero Descriptor: ZeroLength bytes of zeros at FileOffset."""
+
+    signature: bytes = Bytes(4)
+    reserved: int = U32
+    zero_length: int = U64
+    file_offset: int = U64
+    sequence_number: int = U64
+
+
+class DataDescriptor(Record, byte_order=LITTLE):
+    """2.3.1.3 Data Descriptor: the first 8 and last 4 bytes of a 4 KiB update."""
+
+    signature: bytes = Bytes(4)
+    trailing_bytes: bytes = Bytes(4)
+    leading_bytes: bytes = Bytes(8)
+    file_offset: int = U64
+    sequence_number: int = U64
+
+
+class DataSector(Record, byte_order=LITTLE):
+    """2.3.1.4 Data Sector: bytes 8..4091 of the update between the split sequence number."""
+
+    signature: bytes = Bytes(4)
+    sequence_high: int = U32
+    data: bytes = Bytes(4084)
+    sequence_low: int = U32
+
+
 assert ZeroDescriptor.sizeof() == DataDescriptor.sizeof() == DESCRIPTOR_SIZE
 assert DataSector.sizeof() == LOG_SECTOR_SIZE
 DESCRIPTORS_IN_FIRST_SECTOR = 126  # the 64-byte header takes two descriptor slots
@@ -121,29 +151,40 @@ DESCRIPTORS_PER_SECTOR = 128
 
 # -- 2.5 BAT ------------------------------------------------------------------------------------
 BAT_ENTRY_SIZE = 8
-BAT_STATE_MASK = 0x7  # bits 0-2
-BAT_RESERVED_MASK = 0xFFFF8  # bits 3-19 must be zero
-BAT_OFFSET_SHIFT = 20  # bits 20-63: FileOffsetMB
-# 2.5.1.1 payload block states
-PAYLOAD_BLOCK_NOT_PRESENT = 0
-PAYLOAD_BLOCK_UNDEFINED = 1
-PAYLOAD_BLOCK_ZERO = 2
-PAYLOAD_BLOCK_UNMAPPED = 3
-PAYLOAD_BLOCK_UNMAPPED_V095 = 5  # UNMAPPED in spec v0.95; qemu accepts it, so do we
-PAYLOAD_BLOCK_FULLY_PRESENT = 6
-PAYLOAD_BLOCK_PARTIALLY_PRESENT = 7
-# 2.5.1.2 sector bitmap block states
-SB_BLOCK_NOT_PRESENT = 0
-SB_BLOCK_PRESENT = 6
-PAYLOAD_STATE_NAMES = {
-    PAYLOAD_BLOCK_NOT_PRESENT: "not_present",
-    PAYLOAD_BLOCK_UNDEFINED: "undefined",
-    PAYLOAD_BLOCK_ZERO: "zero",
-    PAYLOAD_BLOCK_UNMAPPED: "unmapped",
-    PAYLOAD_BLOCK_UNMAPPED_V095: "unmapped",
-    PAYLOAD_BLOCK_FULLY_PRESENT: "fully_present",
-    PAYLOAD_BLOCK_PARTIALLY_PRESENT: "partially_present",
-}
+
+
+class BatEntry(BitField):
+    """2.5.1: one 64-bit BAT entry, low bits first."""
+
+    state = Bits(3)  # a PayloadBlockState or SectorBitmapState
+    reserved = Bits(17)  # must be zero
+    file_offset_mb = Bits(44)  # where the block is, in MiB from the start of the file
+
+
+class PayloadBlockState(enum.IntEnum):
+    """2.5.1.1"""
+
+    NOT_PRESENT = 0
+    UNDEFINED = 1
+    ZERO = 2
+    UNMAPPED = 3
+    UNMAPPED_V095 = 5  # UNMAPPED in spec v0.95; qemu accepts it, so do we
+    FULLY_PRESENT = 6
+    PARTIALLY_PRESENT = 7
+
+    @property
+    def spec_name(self) -> str:
+        """The state as reports name it ("fully_present"; both UNMAPPED values are "unmapped")."""
+        return "unmapped" if self is PayloadBlockState.UNMAPPED_V095 else self.name.lower()
+
+
+class SectorBitmapState(enum.IntEnum):
+    """2.5.1.2"""
+
+    NOT_PRESENT = 0
+    PRESENT = 6
+
+
 SECTOR_BITMAP_BLOCK_SIZE = 1 * MiB
 SECTORS_PER_BITMAP_BLOCK = 1 << 23  # 2.4: each 1 MiB bitmap block covers 2**23 sectors
 
@@ -152,22 +193,34 @@ METADATA_TABLE_SIGNATURE = b"metadata"
 METADATA_TABLE_SIZE = 64 * KiB
 METADATA_TABLE_MAX_ENTRIES = 2047
 METADATA_ITEM_MAX_LENGTH = 1 * MiB
-MetadataTableHeader = Struct(LITTLE,
-    ("signature", Bytes(8)),
-    ("reserved", U16),
-    ("entry_count", U16),
-    ("reserved2", Bytes(20)),
-)
-MetadataTableEntry = Struct(LITTLE,
-    ("item_id", GUID_LE),
-    ("offset", U32),
-    ("length", U32),
-    ("flags", U32),  # bit 0 IsUser, bit 1 IsVirtualDisk, bit 2 IsRequired
-    ("reserved2", U32),
-)
-METADATA_FLAG_IS_USER = 0x1
-METADATA_FLAG_IS_VIRTUAL_DISK = 0x2
-METADATA_FLAG_IS_REQUIRED = 0x4
+
+
+class MetadataTableHeader(Record, byte_order=LITTLE):
+    """2.6.1.1 Metadata Table Header."""
+
+    signature: bytes = Bytes(8)
+    reserved: int = U16
+    entry_count: int = U16
+    reserved2: bytes = Bytes(20)
+
+
+class MetadataTableEntry(Record, byte_order=LITTLE):
+    """2.6.1.2 Metadata Table Entry."""
+
+    item_id: uuid.UUID = GUID_LE
+    offset: int = U32
+    length: int = U32
+    flags: int = U32  # MetadataFlags
+    reserved2: int = U32
+
+
+class MetadataFlags(enum.IntFlag):
+    """2.6.1.2: the flags of a metadata table entry."""
+
+    IS_USER = 0x1
+    IS_VIRTUAL_DISK = 0x2
+    IS_REQUIRED = 0x4
+
 
 # 2.6.2 known items
 FILE_PARAMETERS_GUID = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
@@ -185,13 +238,21 @@ KNOWN_METADATA_ITEMS = {
     PARENT_LOCATOR_GUID: "parent_locator",
 }
 
-# 2.6.2.1 File Parameters
-FileParameters = Struct(LITTLE,
-    ("block_size", U32),
-    ("flags", U32),  # bit 0 LeaveBlockAllocated, bit 1 HasParent
-)
-FILE_PARAMETERS_LEAVE_BLOCK_ALLOCATED = 0x1
-FILE_PARAMETERS_HAS_PARENT = 0x2
+
+class FileParameters(Record, byte_order=LITTLE):
+    """2.6.2.1 File Parameters."""
+
+    block_size: int = U32
+    flags: int = U32  # FileParametersFlags
+
+
+class FileParametersFlags(enum.IntFlag):
+    """2.6.2.1"""
+
+    LEAVE_BLOCK_ALLOCATED = 0x1
+    HAS_PARENT = 0x2
+
+
 MIN_BLOCK_SIZE = 1 * MiB
 MAX_BLOCK_SIZE = 256 * MiB
 # 2.6.2.2 - 2.6.2.5
@@ -202,18 +263,24 @@ PhysicalSectorSize = Scalar(LITTLE, U32)
 MAX_VIRTUAL_DISK_SIZE = 64 * TiB
 VALID_SECTOR_SIZES = (512, 4096)
 
-# 2.6.2.6 Parent Locator
-ParentLocatorHeader = Struct(LITTLE,
-    ("locator_type", GUID_LE),
-    ("reserved", U16),
-    ("key_value_count", U16),
-)
-ParentLocatorEntry = Struct(LITTLE,
-    ("key_offset", U32),
-    ("value_offset", U32),
-    ("key_length", U16),
-    ("value_length", U16),
-)
+
+class ParentLocatorHeader(Record, byte_order=LITTLE):
+    """2.6.2.6.1 Parent Locator Header."""
+
+    locator_type: uuid.UUID = GUID_LE
+    reserved: int = U16
+    key_value_count: int = U16
+
+
+class ParentLocatorEntry(Record, byte_order=LITTLE):
+    """2.6.2.6.2 Parent Locator Entry: offsets from the start of the locator, lengths in bytes (UTF-16LE)."""
+
+    key_offset: int = U32
+    value_offset: int = U32
+    key_length: int = U16
+    value_length: int = U16
+
+
 VHDX_PARENT_LOCATOR_TYPE = uuid.UUID("B04AEFB7-D19E-4A81-B789-25B8E9445913")
 # 2.6.2.6.3: the order a reader tries the path keys in
 PARENT_PATH_KEYS = ("relative_path", "volume_path", "absolute_win32_path")

@@ -42,14 +42,12 @@ class LogDescriptor(NamedTuple):
     data: bytes | None = None
 
 
-class LogEntry(NamedTuple):
+class LogEntry(L.LogEntryHeader):
+    """An entry's header (layout.LogEntryHeader), where the entry lies in the log, and its updates."""
+
     position: int  # offset of the entry inside the log
-    entry_length: int
-    tail: int
-    sequence_number: int
-    flushed_file_offset: int
-    last_file_offset: int
     descriptors: tuple[LogDescriptor, ...]
+    _extras = ("position", "descriptors")
 
 
 class LogSequence:
@@ -136,7 +134,7 @@ class LogReader:
         """Parse and validate the entry at ``position``: (entry, None) or (None, why not)."""
         first = self._read(position, L.LOG_SECTOR_SIZE)
         where = self.offset + position
-        h = parse(L.LogEntryHeader, first, "log entry", where)
+        h = parse(LogEntry, first, "log entry", where)
         if h.signature != L.LOG_ENTRY_SIGNATURE:
             return None, "no entry signature"
         if h.entry_length == 0 or h.entry_length % L.LOG_SECTOR_SIZE or h.entry_length > self.length:
@@ -188,8 +186,7 @@ class LogReader:
                 data_at += L.LOG_SECTOR_SIZE
             else:
                 return None, f"descriptor {i} has no valid signature"
-        entry = LogEntry(position, h.entry_length, h.tail, seq, h.flushed_file_offset,
-                         h.last_file_offset, tuple(descriptors))
+        entry = h.replace(position=position, descriptors=tuple(descriptors))
         return entry, None
 
     def find_active_sequence(self) -> LogSequence:

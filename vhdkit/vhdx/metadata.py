@@ -17,13 +17,21 @@ from .checksum import parse
 from .regions import Region
 
 
-class MetadataEntry(NamedTuple):
-    item_id: uuid.UUID
-    offset: int  # relative to the region
-    length: int
-    is_user: bool
-    is_virtual_disk: bool
-    is_required: bool
+class MetadataEntry(L.MetadataTableEntry):
+    """A metadata table entry (layout.MetadataTableEntry: ``offset`` is relative to the region),
+    with its flags as booleans and its item's name."""
+
+    @property
+    def is_user(self) -> bool:
+        return bool(self.flags & L.MetadataFlags.IS_USER)
+
+    @property
+    def is_virtual_disk(self) -> bool:
+        return bool(self.flags & L.MetadataFlags.IS_VIRTUAL_DISK)
+
+    @property
+    def is_required(self) -> bool:
+        return bool(self.flags & L.MetadataFlags.IS_REQUIRED)
 
     @property
     def name(self) -> str:
@@ -95,11 +103,8 @@ def parse_metadata_table(raw: bytes, region: Region) -> list[MetadataEntry]:
     seen: set[tuple[uuid.UUID, bool]] = set()
     for i in range(head.entry_count):
         at = L.MetadataTableHeader.sizeof() + i * size
-        e = parse(L.MetadataTableEntry, raw[at : at + size], name, at0 + at)
+        e = entry = parse(MetadataEntry, raw[at : at + size], name, at0 + at)
         where = dict(structure=f"metadata table entry {i}", offset=at0 + at)
-        entry = MetadataEntry(e.item_id, e.offset, e.length, bool(e.flags & L.METADATA_FLAG_IS_USER),
-                              bool(e.flags & L.METADATA_FLAG_IS_VIRTUAL_DISK),
-                              bool(e.flags & L.METADATA_FLAG_IS_REQUIRED))
         key = (entry.item_id, entry.is_user)  # 2.6.1.2: unique per (ItemId, IsUser)
         if key in seen:
             raise CorruptImageError("duplicate metadata item", field="ItemId", found=str(e.item_id), **where)  # type: ignore[arg-type]
@@ -164,7 +169,7 @@ def interpret_metadata(region: Region, entries: list[MetadataEntry], items: dict
                                 structure="metadata item virtual_disk_size", offset=at(L.VIRTUAL_DISK_SIZE_GUID),
                                 field="VirtualDiskSize", found=size)
     disk_id = L.VirtualDiskId.parse(_item(items, entries, L.VIRTUAL_DISK_ID_GUID, 16, region))
-    has_parent = bool(fp.flags & L.FILE_PARAMETERS_HAS_PARENT)
+    has_parent = bool(fp.flags & L.FileParametersFlags.HAS_PARENT)
     locator = None
     if has_parent:
         entry = next((e for e in entries if e.item_id == L.PARENT_LOCATOR_GUID and not e.is_user), None)
@@ -174,7 +179,7 @@ def interpret_metadata(region: Region, entries: list[MetadataEntry], items: dict
         locator = parse_parent_locator(items.get(L.PARENT_LOCATOR_GUID, b""), region.file_offset + entry.offset)
     return Metadata(
         region=region, entries=entries, block_size=fp.block_size,
-        leave_block_allocated=bool(fp.flags & L.FILE_PARAMETERS_LEAVE_BLOCK_ALLOCATED),
+        leave_block_allocated=bool(fp.flags & L.FileParametersFlags.LEAVE_BLOCK_ALLOCATED),
         has_parent=has_parent, virtual_disk_size=size, virtual_disk_id=disk_id,
         logical_sector_size=logical, physical_sector_size=physical, parent_locator=locator,
         unknown_items=unknown,

@@ -13,11 +13,12 @@ from .checksum import crc32c_with_zeroed_field, parse, stored_checksum
 KNOWN_REGIONS = {L.BAT_REGION_GUID: "BAT", L.METADATA_REGION_GUID: "metadata"}
 
 
-class Region(NamedTuple):
-    guid: uuid.UUID
-    file_offset: int
-    length: int
-    required: bool
+class Region(L.RegionTableEntry):
+    """A region table entry (layout.RegionTableEntry), with its name and end."""
+
+    @property
+    def is_required(self) -> bool:
+        return bool(self.required & 1)  # 2.2.3.2: bit 0; the other bits are reserved
 
     @property
     def name(self) -> str:
@@ -29,6 +30,8 @@ class Region(NamedTuple):
 
 
 class RegionTable(NamedTuple):
+    """One copy of the region table: its entries, and its 64 KiB as read (for repair)."""
+
     copy: int  # 1 or 2
     regions: tuple[Region, ...]
     raw: bytes
@@ -70,7 +73,7 @@ def parse_region_table(raw: bytes, copy: int) -> RegionTable:
     entry_size = L.RegionTableEntry.sizeof()
     for i in range(head.entry_count):
         at = L.RegionTableHeader.sizeof() + i * entry_size
-        e = parse(L.RegionTableEntry, raw[at : at + entry_size], name, offset + at)
+        e = parse(Region, raw[at : at + entry_size], name, offset + at)
         where = dict(structure=f"{name} entry {i}", offset=offset + at)
         if e.guid in seen:
             raise CorruptImageError("duplicate region GUID", field="Guid", found=str(e.guid), **where)  # type: ignore[arg-type]
@@ -81,10 +84,10 @@ def parse_region_table(raw: bytes, copy: int) -> RegionTable:
         if e.length == 0 or e.length % L.ALIGNMENT:
             raise CorruptImageError("region length must be a non-zero multiple of 1 MiB",
                                     field="Length", found=e.length, **where)  # type: ignore[arg-type]
-        regions.append(Region(e.guid, e.file_offset, e.length, bool(e.required & 1)))
+        regions.append(e)
     _check_no_overlap(regions, name, offset)
     for region in regions:
-        if region.required and region.guid not in KNOWN_REGIONS:
+        if region.is_required and region.guid not in KNOWN_REGIONS:
             raise UnsupportedFeatureError(
                 f"the image has a required region vhdkit does not know ({region.guid}); "
                 "refusing to open it ([MS-VHDX] 2.2.3.2)"

@@ -25,7 +25,7 @@ from array import array
 from ..errors import ResizeRefusedError, UnsupportedFeatureError
 from ..units import MiB, align_up, format_size
 from . import layout as L
-from .bat import BatGeometry, BlockAllocationTable
+from .bat import BatGeometry, BlockAllocationTable, decode_entry, encode_entry
 from .checksum import with_checksum
 from .regions import read_region_tables
 from .image import VhdxDisk
@@ -102,7 +102,7 @@ def _cut_unreferenced_tail(disk: VhdxDisk) -> None:
               + [disk.header.log_offset + disk.header.log_length])
     ratio = disk.geometry.chunk_ratio
     for index, value in enumerate(disk.bat.entries):
-        offset = (value >> L.BAT_OFFSET_SHIFT) * MiB
+        _, offset = decode_entry(value)
         if offset:  # a sector bitmap entry follows every chunk-ratio payload entries (2.5)
             length = L.SECTOR_BITMAP_BLOCK_SIZE if index % (ratio + 1) == ratio else disk.geometry.block_size
             end = max(end, offset + length)
@@ -138,7 +138,7 @@ def _zero_cut_tail(disk: VhdxDisk, new_size: int) -> None:
     block_end = min(align_up(new_size, bs), disk.size)
     if block_end > new_size:
         state, _ = disk.bat.payload(new_size // bs)
-        if state in (L.PAYLOAD_BLOCK_FULLY_PRESENT, L.PAYLOAD_BLOCK_PARTIALLY_PRESENT):
+        if state in (L.PayloadBlockState.FULLY_PRESENT, L.PayloadBlockState.PARTIALLY_PRESENT):
             disk.pwrite(new_size, bytes(block_end - new_size))
 
 
@@ -151,7 +151,7 @@ def _allocate_fixed_blocks(disk: VhdxDisk, entries: array, old: BatGeometry, new
     if reserve is not None:
         reserve(first, count * bs)
     for i, block in enumerate(range(old.data_blocks, new.data_blocks)):
-        entries[new.payload_index(block)] = ((first + i * bs) // MiB) << L.BAT_OFFSET_SHIFT | L.PAYLOAD_BLOCK_FULLY_PRESENT
+        entries[new.payload_index(block)] = encode_entry(L.PayloadBlockState.FULLY_PRESENT, first + i * bs)
 
 
 def _moved_bat_region_table(store: object, copy_offset: int, bat_offset: int, bat_length: int) -> bytes:
