@@ -46,7 +46,7 @@ class Copier:
                  target_is_zeroed: bool, flush_interval: float) -> None:
         self.job = job
         self.buf_grains = buf_size // job.dirty.granularity
-        self.in_flight = max(1, in_flight)
+        self.in_flight = in_flight
         self.speed = speed
         self.target_is_zeroed = target_is_zeroed
         self.flush_interval = flush_interval

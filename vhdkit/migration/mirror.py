@@ -53,8 +53,13 @@ class MirrorJob:
             raise ValueError(f"the target ({target.size} bytes) is smaller than the disk ({guest.size} bytes)")
         if not target.writable():
             raise ValueError(f"the target {target.name} is not open for writing")
+        if granularity < 512 or granularity & (granularity - 1):
+            raise ValueError(f"the granularity must be a power of two of at least 512 bytes, not {granularity}")
         if buf_size < granularity or buf_size % granularity:
             raise ValueError("buf_size must be a multiple of the granularity")
+        if in_flight < 1 or (speed is not None and speed <= 0) or max_retries < 0:
+            raise ValueError(f"in_flight must be at least 1 (not {in_flight}), speed positive (not {speed}), "
+                             f"max_retries not negative (not {max_retries})")
         self.guest = guest
         self.source = guest.active
         self.target = target

@@ -29,13 +29,10 @@ from ..errors import MigrationError, VhdkitError
 from ..formats import RAW
 from ..ops.create import create
 from ..ops.open import open_image
-from ..units import parse_size
 from ..guest import GuestDisk
 from .mirror import MirrorJob
+from .requests import parse_request
 
-_JOB_OPTIONS = {"mode": str, "speed": "size", "granularity": "size", "in_flight": int, "buf_size": "size",
-                "on_source_error": str, "on_target_error": str, "convergence_window": float, "auto_switch": bool,
-                "flush_interval": float}
 MAX_REQUEST_LINE = 64 * 1024
 
 
@@ -210,40 +207,23 @@ class DiskService:
 
     def handle(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ValueError("a request is a JSON object")
-            cmd = request.pop("cmd", None)
+            cmd, fields = parse_request(line)  # every field checked before anything runs
             if cmd == "status":
                 return {"ok": True, **self.status()}
             if cmd == "migrate":
-                to = request.pop("to")
-                fmt = request.pop("format", None)
-                return {"ok": True, "job": self.migrate(to, format=fmt, **_job_options(request))}
+                to = fields.pop("to")
+                fmt = fields.pop("format", None)
+                return {"ok": True, "job": self.migrate(to, format=fmt, **fields)}
             if cmd == "wait":
-                return {"ok": True, "job": self.wait(request.get("state", "ready"), request.get("timeout"))}
+                return {"ok": True, "job": self.wait(fields.get("state", "ready"), fields.get("timeout"))}
             if cmd == "complete":
-                return {"ok": True, "job": self.complete(request.get("timeout"), bool(request.get("delete_source")),
-                                                         bool(request.get("verify", True)))}
+                return {"ok": True, "job": self.complete(fields.get("timeout"), fields.get("delete_source", False),
+                                                         fields.get("verify", True))}
             if cmd == "cancel":
                 return {"ok": True, "job": self.cancel()}
-            if cmd == "stop":
-                return {"ok": True, "stopping": True}
-            return {"ok": False, "error": f"unknown command {cmd!r}"}
+            return {"ok": True, "stopping": True}  # stop
         except (VhdkitError, ValueError, KeyError, TypeError, OSError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-
-
-def _job_options(request: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in request.items():
-        kind = _JOB_OPTIONS.get(key)
-        if kind is None:
-            raise ValueError(f"unknown migration option {key!r}")
-        if value is None:
-            continue
-        out[key] = (value if isinstance(value, int) else parse_size(str(value))) if kind == "size" else kind(value)
-    return out
 
 
 def _remove(path: str) -> None:
