@@ -225,3 +225,54 @@ def test_a_two_entry_sequence_replays_in_order(tmp_path):
     path, twin = _crafted(tmp_path, place)
     content = _assert_replays_like_qemu(path, twin)
     assert content[:4096] == b"\x02" * 4096
+
+
+# -- hostile entries: a log must not fill the disk nor name an absurd file size -------------------
+
+def _dirty(tmp_path, descs, last):
+    """A small vhdkit-made VHDX whose log holds one entry with ``descs`` (LastFileOffset ``last``)."""
+    import uuid
+
+    from .logbuilder import build_entry, put_entry, set_log_guid
+
+    path = tmp_path / "hostile.vhdx"
+    vhdkit.create(path, 64 << 20).close()
+    img = Image(path)
+    guid = uuid.uuid4()
+    set_log_guid(img, guid)
+    put_entry(img, 0, build_entry(77, guid, 0, descs, len(img.data), last))
+    img.save()
+    return path
+
+
+def test_zeroing_far_past_the_end_extends_the_file_sparsely(tmp_path):
+    """A zero descriptor 8 GiB past the end of a 4 MiB file: the replay extends the file (it reads
+    zeros there) instead of writing 256 MiB of zeros onto the disk."""
+    from .logbuilder import Desc
+
+    far = 8 << 30
+    path = _dirty(tmp_path, [Desc(far, None, 256 << 20)], far + (256 << 20))
+    with vhdkit.open(path, "r+") as disk:
+        assert disk.log_replay.state == "replayed"
+        assert disk.pread(0, 4096) == bytes(4096)
+    st = path.stat()
+    assert st.st_size == far + (256 << 20)
+    assert st.st_blocks * 512 < 16 << 20, f"{st.st_blocks * 512} bytes allocated: zeros were written"
+    assert vhdkit.check(path).verdict in ("clean", "leaks")
+
+
+@pytest.mark.parametrize("where", ["descriptor", "last_file_offset"])
+def test_an_entry_past_the_largest_vhdx_is_refused_naming_it(tmp_path, where):
+    from vhdkit.vhdx import layout as L
+
+    from .logbuilder import Desc
+
+    huge = 1 << 47  # 128 TiB: no VHDX (64 TiB of payload at most) is that large
+    descs = [Desc(huge - 4096, None, 4096)] if where == "descriptor" else [Desc(3 << 20, bytes(4096))]
+    path = _dirty(tmp_path, descs, huge)
+    before = path.read_bytes()
+    for mode in ("r", "r+"):
+        with pytest.raises(CorruptImageError, match="log entry 0x4d reaches .* past the largest file a VHDX can be") as e:
+            vhdkit.open(path, mode).close()
+        assert e.value.structure == "log entry" and e.value.expected == f"<= {L.MAX_FILE_SIZE:#x}"
+    assert path.read_bytes() == before  # refused before anything was written

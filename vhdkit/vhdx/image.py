@@ -20,7 +20,7 @@ from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from ..bitmaps import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
-from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequence
+from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequence, validate_sequence
 from .metadata import Metadata, ParentLocator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
@@ -87,6 +87,7 @@ class VhdxDisk(VirtualDisk):
             return overlay
         reader = LogReader(store, self.header)
         sequence = reader.find_active_sequence()
+        validate_sequence(store, reader, sequence)  # a log that cannot be replayed changes nothing
         # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
         # LogGuid stays until the replay is durable, so a crash here replays again.
         self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())

@@ -14,7 +14,7 @@ import enum
 import uuid
 
 from ..structs import GUID_LE, LITTLE, U16, U32, U64, Bits, BitField, Bytes, Record, Scalar
-from ..units import KiB, MiB, TiB
+from ..units import GiB, KiB, MiB, TiB
 
 Guid = Scalar(LITTLE, GUID_LE)
 NULL_GUID = uuid.UUID(int=0)
@@ -261,6 +261,10 @@ VirtualDiskId = Scalar(LITTLE, GUID_LE)
 LogicalSectorSize = Scalar(LITTLE, U32)
 PhysicalSectorSize = Scalar(LITTLE, U32)
 MAX_VIRTUAL_DISK_SIZE = 64 * TiB
+# The largest file a valid VHDX can need: the header section, three regions whose lengths are u32
+# (log, metadata, BAT: < 4 GiB each), 64 TiB of payload and a 1 MiB sector bitmap per 4 GiB chunk
+# (16 GiB at most). Nothing in a file (a log entry's LastFileOffset, a descriptor) may reach past it.
+MAX_FILE_SIZE = MAX_VIRTUAL_DISK_SIZE + 32 * GiB
 VALID_SECTOR_SIZES = (512, 4096)
 
 

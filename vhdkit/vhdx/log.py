@@ -247,6 +247,24 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
 
     Returns the (offset, length) ranges written. The caller flushes.
     """
+    validate_sequence(store, reader, sequence)
+    written = []
+    for entry in sequence.entries:
+        for d in reader.with_data(entry).descriptors:
+            if d.is_zero:
+                _zero(store, d.file_offset, d.length)
+            else:
+                assert d.data is not None
+                store.pwrite(d.file_offset, d.data)
+            written.append((d.file_offset, d.length))
+    if store.size() < sequence.head.last_file_offset:
+        store.truncate(sequence.head.last_file_offset)
+    return written
+
+
+def validate_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> None:
+    """Everything that can be known wrong about a replay before it writes a byte: a truncated file,
+    and a descriptor (or LastFileOffset) past the file's limits or over the headers or the log."""
     header = reader.header
     head = sequence.head
     size = store.size()
@@ -257,10 +275,17 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
             field="FlushedFileOffset", expected=f">= {head.flushed_file_offset:#x}", found=size,
         )
     limit = max(size, head.last_file_offset)
-    written = []
     for entry in sequence.entries:
-        for d in entry.descriptors:
-            end = d.file_offset + d.length
+        for d in [None, *entry.descriptors]:  # None: the entry's own LastFileOffset
+            end = entry.last_file_offset if d is None else d.file_offset + d.length
+            if end > L.MAX_FILE_SIZE:  # no VHDX is that large: refuse before a byte is written
+                raise CorruptImageError(
+                    f"log entry {entry.sequence_number:#x} reaches {end:#x}, past the largest file a VHDX can be",
+                    structure="log entry", offset=header.log_offset + entry.position,
+                    field="LastFileOffset" if d is None else "FileOffset",
+                    expected=f"<= {L.MAX_FILE_SIZE:#x}", found=end)
+            if d is None:
+                continue
             where = dict(structure="log descriptor", offset=header.log_offset + entry.position)
             if end > limit:
                 raise CorruptImageError("a log descriptor writes past LastFileOffset",
@@ -270,17 +295,17 @@ def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> l
                 if d.file_offset < hi and end > lo and d.length:
                     raise CorruptImageError(f"a log descriptor writes over {what}",
                                             field="FileOffset", found=d.file_offset, **where)  # type: ignore[arg-type]
-    for entry in sequence.entries:
-        for d in reader.with_data(entry).descriptors:
-            if d.is_zero:
-                store.write_zeros(d.file_offset, d.length)
-            else:
-                assert d.data is not None
-                store.pwrite(d.file_offset, d.data)
-            written.append((d.file_offset, d.length))
-    if store.size() < head.last_file_offset:
-        store.truncate(head.last_file_offset)
-    return written
+
+
+def _zero(store: Store, offset: int, length: int) -> None:
+    """Zeros at [offset, offset + length): written inside the file, but past its end the file is
+    only extended (sparse; it reads zeros), so an entry zeroing far past the end fills no disk."""
+    end = offset + length
+    size = store.size()
+    if offset < size:
+        store.write_zeros(offset, min(end, size) - offset)
+    if end > size:
+        store.truncate(end)
 
 
 def replay_in_memory(store: Store, header: VhdxHeader) -> tuple[Store, LogSequence, list[tuple[int, int]]]:
