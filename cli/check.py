@@ -1,9 +1,12 @@
 """``vhdkit check IMAGE...``: validate disk images for CI.
 
-Exit codes, as qemu-img check: 0 every image clean, 2 corruption (or a broken --require rule),
-3 leaks only, 1 an image could not be checked. Warnings (damage an image survives) do not change
-the code. Output: one paragraph per image; --json for programs; --junit FILE for CI systems
-(one testcase per image, one failure per error or leak).
+Exit codes, as qemu-img check where it has one: 0 every image clean, 1 an image could not be
+checked (or not completely: a differencing disk's parent is missing), 2 corruption, 3 leaks
+only; and 4 an image is sound but breaks a --require rule. With several images, the worst code
+in that order: 1, 2, 4, 3, 0. Warnings (damage an image survives) do not change the code unless
+--strict. Output: one paragraph per image; --json for programs; --junit FILE for CI systems (one
+testcase per image; a <failure> per error, leak or broken rule, an <error> when it could not be
+checked).
 
 Rules (--require, repeatable): format=vhdx|vhd, type=fixed|dynamic|differencing,
 size-multiple=1MiB, max-size=2TiB, block-size=32MiB, logical-sector-size=512, no-parent;
@@ -29,6 +32,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--repair", action="store_true",
                    help="fix what is safe (replay a log, rewrite a bad copy from the good one, cut leaked space "
                         "at the end), say what changed, and check again")
+    p.add_argument("--strict", action="store_true",
+                   help="warnings (one damaged copy of a doubled header, region table or footer) fail too (exit 2)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     p.set_defaults(run=run)
@@ -41,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"vhdkit check: error: {e}") from None
     reports = [check(image, policy=rules, allowed_parent_dirs=args.allowed_parent_dir,
-                     check_parent=not args.no_parent, repair=args.repair) for image in args.images]
+                     check_parent=not args.no_parent, repair=args.repair, strict=args.strict)
+               for image in args.images]
     code = worst_exit_code(reports)
     if args.json:
         import json
@@ -61,6 +67,8 @@ def render(report: Report) -> str:
     if report.failure is not None:
         return f"{report.path}: could not be checked: {report.failure}"
     counts = f"{report.count('error')} errors, {report.count('leak')} leaks, {report.count('warning')} warnings"
+    if report.count("policy"):
+        counts += f", {report.count('policy')} rules broken"
     lines = [f"{report.path}: {report.verdict} ({report.format}; {counts})"]
     lines += [f"  {finding}" for finding in report.findings]
     lines += [f"  repaired: {change}" for change in report.repairs]

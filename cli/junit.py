@@ -1,6 +1,7 @@
 """JUnit XML for CI systems (the Jenkins/Ant schema most CI servers read; tests validate against
-tests/check/junit.xsd): one testcase per image, one <failure> per error or leak, one <error>
-when an image could not be checked, warnings in <system-out>."""
+tests/check/junit.xsd): one testcase per image, one <failure> per error, leak or broken rule (a
+test that ran and found the image wanting), one <error> when an image could not be checked or not
+completely (a parent missing: the test could not run), warnings in <system-out>."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from vhdkit.ops.check import Report
 
 
 def junit_tree(reports: list[Report], suite_name: str = "vhdkit check") -> ET.ElementTree:
-    failed = sum(1 for r in reports if r.failure is None and r.exit_code != 0)
-    errored = sum(1 for r in reports if r.failure is not None)
+    errored = sum(1 for r in reports if r.failure is not None or r.verdict == "incomplete")
+    failed = sum(1 for r in reports if r.failure is None and r.verdict != "incomplete" and r.exit_code != 0)
     total_time = sum(r.seconds for r in reports)
     root = ET.Element("testsuites", name=suite_name, tests=str(len(reports)), failures=str(failed),
                       errors=str(errored), time=f"{total_time:.3f}")
@@ -28,10 +29,13 @@ def junit_tree(reports: list[Report], suite_name: str = "vhdkit check") -> ET.El
             ET.SubElement(case, "error", message="the image could not be checked", type="not checked").text = report.failure
             continue
         for finding in report.findings:
-            if finding.severity in ("error", "leak"):
+            if finding.severity in ("error", "leak", "policy") or (report.strict and finding.severity == "warning"):
                 failure = ET.SubElement(case, "failure", message=finding.message, type=finding.severity)
                 failure.text = str(finding)
-        notes = [str(f) for f in report.findings if f.severity == "warning"] + [f"repaired: {r}" for r in report.repairs]
+            elif finding.severity == "incomplete":
+                ET.SubElement(case, "error", message=finding.message, type="incomplete").text = str(finding)
+        notes = [str(f) for f in report.findings if f.severity == "warning" and not report.strict] + \
+            [f"repaired: {r}" for r in report.repairs]
         if notes:
             ET.SubElement(case, "system-out").text = "\n".join(notes)
     ET.indent(root)

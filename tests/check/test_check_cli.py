@@ -104,8 +104,9 @@ def test_policies(tmp_path):
     odd = tmp_path / "odd.vhd"
     vhdkit.create(odd, 30 * MiB + 512, format="vhd", type="fixed").close()
     report = check(odd, policy=["azure"])
-    assert report.exit_code == 2
+    assert (report.verdict, report.exit_code) == ("policy", 4)  # sound, but not what was required
     [finding] = report.findings
+    assert finding.severity == "policy"
     assert finding.structure == "policy" and "whole number of 1 MiB" in finding.message
     dynamic = tmp_path / "d.vhdx"
     vhdkit.create(dynamic, GiB, block_size=8 * MiB, logical_sector_size=4096).close()
@@ -114,7 +115,7 @@ def test_policies(tmp_path):
     assert check(dynamic, policy=rules_met).findings == []
     broken = check(dynamic, policy=["format=vhd", "type=fixed", "max-size=512M", "block-size=32M",
                                      "logical-sector-size=512", "size-multiple=3M"])
-    assert len(broken.findings) == 6 and all(f.severity == "error" for f in broken.findings)
+    assert len(broken.findings) == 6 and all(f.severity == "policy" for f in broken.findings)
     child = tmp_path / "c.vhdx"
     vhdkit.create(child, parent=dynamic).close()
     assert "differencing" in check(child, policy=["no-parent"]).findings[0].message
@@ -126,3 +127,52 @@ def test_bad_rules_are_refused_with_a_sentence(text, images):
         parse_rules([text])
     r = vhdkit_cmd("check", "--require", text, str(images["clean"]))
     assert r.returncode == 1 and text.split("=")[0] in r.stderr
+
+
+# -- verdicts a CI job can tell apart: damage, a broken rule, an unfinished check ----------------
+
+def test_a_broken_rule_is_its_own_verdict_exit_code_and_junit_failure(images, tmp_path):
+    junit = tmp_path / "policy.xml"
+    r = vhdkit_cmd("check", "--require", "type=fixed", "--json", "--junit", str(junit), str(images["clean"]))
+    out = json.loads(r.stdout)
+    assert r.returncode == out["exit_code"] == 4
+    [image] = out["images"]
+    assert (image["verdict"], image["errors"], image["policy"]) == ("policy", 0, 1)
+    import xmlschema
+    xmlschema.XMLSchema(str(SCHEMA)).validate(str(junit))
+    [case] = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert [f.get("type") for f in case.findall("failure")] == ["policy"] and case.find("error") is None
+    # damage beats a broken rule, a broken rule beats leaks, across several images
+    r = vhdkit_cmd("check", "--require", "type=fixed", str(images["leaky"]), str(images["clean"]))
+    assert r.returncode == 4
+    r = vhdkit_cmd("check", "--require", "type=fixed", str(images["corrupt"]), str(images["clean"]))
+    assert r.returncode == 2
+
+
+def test_a_missing_parent_is_incomplete_not_corrupt(tmp_path):
+    base, child = tmp_path / "base.vhdx", tmp_path / "child.vhdx"
+    vhdkit.create(base, 64 * MiB).close()
+    vhdkit.create(child, parent=base).close()
+    base.unlink()
+    junit = tmp_path / "r.xml"
+    r = vhdkit_cmd("check", "--json", "--junit", str(junit), str(child))
+    [image] = json.loads(r.stdout)["images"]
+    assert r.returncode == 1 and (image["verdict"], image["errors"], image["incomplete"]) == ("incomplete", 0, 1)
+    [case] = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert case.find("failure") is None and case.find("error").get("type") == "incomplete"
+
+
+def test_strict_makes_a_damaged_copy_fail(tmp_path):
+    path = tmp_path / "one-bad-header.vhdx"
+    vhdkit.create(path, 64 * MiB).close()
+    with open(path, "r+b") as f:  # header 1 damaged; header 2 still good: the image survives
+        f.seek(0x10000 + 100)
+        f.write(b"\xff")
+    relaxed = vhdkit_cmd("check", "--json", str(path))
+    assert relaxed.returncode == 0 and json.loads(relaxed.stdout)["images"][0]["warnings"] == 1
+    junit = tmp_path / "strict.xml"
+    strict = vhdkit_cmd("check", "--strict", "--json", "--junit", str(junit), str(path))
+    [image] = json.loads(strict.stdout)["images"]
+    assert strict.returncode == 2 and (image["verdict"], image["strict"]) == ("corrupt", True)
+    [case] = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert [f.get("type") for f in case.findall("failure")] == ["warning"]

@@ -20,22 +20,24 @@ from ..errors import VhdkitError
 from ..formats import Format
 from ..storage import Borrowed, Store, open_store
 from ..validation.policy import Rule, apply_rules, parse_rules
-from ..validation.report import ERROR, LEAK, WARNING, Finding, Report, worst_exit_code
+from ..validation.report import ERROR, INCOMPLETE, LEAK, POLICY, WARNING, Finding, Report, worst_exit_code
 from .open import open_image
 
 
 def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Sequence[Rule] = (),
           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None,
-          check_parent: bool = True, repair: bool = False) -> Report:
+          check_parent: bool = True, repair: bool = False, strict: bool = False) -> Report:
     """Check one image against its format's rules and the ``policy`` rules (strings as on the
     command line, or Rules); a failure to check at all is in ``report.failure`` (exit code 1).
+    The verdicts and exit codes are in vhdkit.validation.report; ``strict`` makes warnings (damage
+    the image survives, such as one bad copy of a doubled structure) count as corruption.
 
     ``target`` is a path, a URL, or an open Store (checked as it is, and left open; a
     differencing disk's parent is not looked for, having no folder to look in).
     ``repair``: fix what is safe to fix (see vhdkit.validation.repair), then check again; the report
     is the second check's, with ``repairs`` saying what was changed (paths and URLs only)."""
     rules = _expand(policy)
-    report = _check(target, rules, allowed_parent_dirs, check_parent)
+    report = _check(target, rules, allowed_parent_dirs, check_parent, strict)
     if not repair or report.failure is not None or not report.findings:
         return report
     if not isinstance(target, (str, os.PathLike)):
@@ -48,15 +50,16 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
     except VhdkitError as e:
         report.failure = f"repair failed, nothing more was changed: {e}"
         return report
-    after = _check(target, rules, allowed_parent_dirs, check_parent)
+    after = _check(target, rules, allowed_parent_dirs, check_parent, strict)
     after.repairs = done
     return after
 
 
 def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
-           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool) -> Report:
+           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool,
+           strict: bool = False) -> Report:
     path = target if isinstance(target, (str, os.PathLike)) else None  # else a Store, checked as it is
-    report = Report(os.fspath(path) if path is not None else target.url)  # type: ignore[union-attr]
+    report = Report(os.fspath(path) if path is not None else target.url, strict=strict)  # type: ignore[union-attr]
     start = time.perf_counter()
     try:
         store: Store = open_store(path) if path is not None else target  # type: ignore[assignment]
@@ -104,4 +107,4 @@ def _facts(store: Store, fmt: Format, report: Report) -> dict[str, object] | Non
     return facts
 
 
-__all__ = ["ERROR", "LEAK", "WARNING", "Finding", "Report", "Rule", "check", "parse_rules", "worst_exit_code"]
+__all__ = ["ERROR", "INCOMPLETE", "LEAK", "POLICY", "WARNING", "Finding", "Report", "Rule", "check", "parse_rules", "worst_exit_code"]

@@ -6,7 +6,7 @@ from typing import Callable
 
 from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
 from ..disk import VirtualDisk
-from .report import ERROR, Report
+from .report import ERROR, INCOMPLETE, Report
 from .space import SpaceMap
 
 
@@ -29,8 +29,8 @@ def check_parent(open_parent: Callable[[], VirtualDisk], report: Report) -> None
     """Open the chain through the parent resolver; each way it can fail is an error finding."""
     try:
         parent = open_parent()
-    except (ParentNotFoundError, ImageNotFoundError) as e:
-        report.add(ERROR, "parent locator", None, str(e))
+    except (ParentNotFoundError, ImageNotFoundError) as e:  # not damage: the chain cannot be checked
+        report.add(INCOMPLETE, "parent locator", None, str(e))
     except ParentMismatchError as e:
         report.add(ERROR, "parent locator", None, f"the parent found is not this disk's parent: {e}")
     except VhdkitError as e:

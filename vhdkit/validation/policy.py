@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from ..formats import NAMES
 from ..units import GiB, format_size, parse_size
-from .report import ERROR, Report
+from .report import POLICY, Report
 
 AZURE_MAX_SIZE = 1023 * GiB
 AZURE = ("format=vhd", "type=fixed", "size-multiple=1MiB", f"max-size={AZURE_MAX_SIZE}")
@@ -65,7 +65,7 @@ def apply_rules(rules: list[Rule], facts: dict[str, Any], report: Report) -> Non
     for rule in rules:
         broken = _broken(rule, facts)
         if broken:
-            report.add(ERROR, "policy", None, f"{rule}: {broken}")
+            report.add(POLICY, "policy", None, f"{rule}: {broken}")
 
 
 def _broken(rule: Rule, facts: dict[str, Any]) -> str | None:

@@ -1,19 +1,35 @@
 """What a check found: findings with a severity, and the verdict and exit code they add up to.
 
-Exit codes follow ``qemu-img check``: 0 clean, 2 corruption, 3 leaks only (allocated space that
-nothing references), 1 the check could not run. Warnings (damage the image survives, such as one
-bad copy of a structure kept twice) leave the verdict clean, as qemu-img leaves them.
+Exit codes follow ``qemu-img check`` where it has one: 0 clean, 2 corruption, 3 leaks only
+(allocated space that nothing references), 1 the check could not run or could not finish (a
+differencing disk whose parent is missing is "incomplete": its chain cannot be checked, which is
+not damage). vhdkit adds 4: the image is sound but breaks a rule the caller required (``--require``,
+``--azure``), so a CI job can tell a policy it set from damage. Warnings (damage the image survives,
+such as one bad copy of a structure kept twice) leave the verdict clean, as qemu-img leaves them,
+unless the check is ``strict``: then they count as corruption.
+
+    verdict       exit  meaning
+    clean         0     nothing wrong (warnings aside, unless strict)
+    not checked   1     the image could not be opened or read at all
+    incomplete    1     part of it could not be checked (a parent not found)
+    corrupt       2     damage: a structure is wrong (or, strict, damaged but survivable)
+    leaks         3     only space nothing references
+    policy        4     sound, but a required rule is broken
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-ERROR = "error"  # the image is corrupt, or breaks a required policy
+ERROR = "error"  # the image is corrupt
 LEAK = "leak"  # space in the file that nothing references; data is intact
 WARNING = "warning"  # damage the image survives, or something readers disagree on
+POLICY = "policy"  # the image is sound but breaks a rule the caller required
+INCOMPLETE = "incomplete"  # something the check needs is missing (a differencing disk's parent)
 
-EXIT_CLEAN, EXIT_FAILED, EXIT_CORRUPT, EXIT_LEAKS = 0, 1, 2, 3
+EXIT_CLEAN, EXIT_FAILED, EXIT_CORRUPT, EXIT_LEAKS, EXIT_POLICY = 0, 1, 2, 3, 4
+EXIT_CODES = {"clean": EXIT_CLEAN, "not checked": EXIT_FAILED, "incomplete": EXIT_FAILED, "corrupt": EXIT_CORRUPT,
+              "leaks": EXIT_LEAKS, "policy": EXIT_POLICY}
 
 
 class Finding(NamedTuple):
@@ -34,8 +50,9 @@ class Finding(NamedTuple):
 class Report:
     """The findings for one image, and what ``repair`` changed."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, strict: bool = False) -> None:
         self.path = path
+        self.strict = strict  # warnings count as corruption
         self.format: str | None = None
         self.findings: list[Finding] = []
         self.repairs: list[str] = []  # one sentence per change made, in order
@@ -56,15 +73,19 @@ class Report:
     def verdict(self) -> str:
         if self.failure is not None:
             return "not checked"
-        if self.count(ERROR):
+        if self.count(ERROR) or (self.strict and self.count(WARNING)):
             return "corrupt"
+        if self.count(INCOMPLETE):
+            return "incomplete"
+        if self.count(POLICY):
+            return "policy"
         if self.count(LEAK):
             return "leaks"
         return "clean"
 
     @property
     def exit_code(self) -> int:
-        return {"not checked": EXIT_FAILED, "corrupt": EXIT_CORRUPT, "leaks": EXIT_LEAKS}.get(self.verdict, EXIT_CLEAN)
+        return EXIT_CODES[self.verdict]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +97,9 @@ class Report:
             "errors": self.count(ERROR),
             "leaks": self.count(LEAK),
             "warnings": self.count(WARNING),
+            "policy": self.count(POLICY),
+            "incomplete": self.count(INCOMPLETE),
+            "strict": self.strict,
             "leaked_bytes": self.leaked_bytes,
             "seconds": round(self.seconds, 6),
             "findings": [f.as_dict() for f in self.findings],
@@ -84,9 +108,9 @@ class Report:
 
 
 def worst_exit_code(reports: list[Report]) -> int:
-    """One exit code for several images: could-not-check, then corrupt, then leaks, then clean."""
+    """One exit code for several images: could-not-check, then corrupt, policy, leaks, clean."""
     codes = {r.exit_code for r in reports}
-    for code in (EXIT_FAILED, EXIT_CORRUPT, EXIT_LEAKS):
+    for code in (EXIT_FAILED, EXIT_CORRUPT, EXIT_POLICY, EXIT_LEAKS):
         if code in codes:
             return code
     return EXIT_CLEAN
