@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from vhdkit import formats
+from vhdkit.validation.report import EXIT_CODES
 from vhdkit.library import ImageRecord, Library, default_db, init_blank_disks
 from vhdkit.units import format_size, parse_size
 
@@ -44,7 +45,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
         a.add_argument("--type", choices=("fixed", "dynamic", "differencing"))
         a.add_argument("--min-size", type=parse_size, help="virtual size at least (16G)")
         a.add_argument("--max-size", type=parse_size, help="virtual size at most")
-        a.add_argument("--health", choices=("clean", "leaks", "corrupt", "not checked"))
+        a.add_argument("--health", choices=tuple(EXIT_CODES))
         a.add_argument("--broken-parent", action="store_true", help="only differencing disks whose parent is broken")
         a.add_argument("--children-of", metavar="PATH", help="only the children of this image")
         a.set_defaults(run=_list)
