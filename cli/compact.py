@@ -17,10 +17,13 @@ from typing import Any
 import vhdkit
 from vhdkit.units import format_size
 
+from .options import add_allowed_parent_dirs
+
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("compact", help=help, description=__doc__)
     p.add_argument("image", help="the disk to compact (path or URL)")
+    add_allowed_parent_dirs(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 

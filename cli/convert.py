@@ -15,6 +15,7 @@ from vhdkit import formats
 from vhdkit.units import format_size
 
 from .create import _size
+from .options import add_allowed_parent_dirs
 from .progress import ProgressBar
 
 
@@ -22,6 +23,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("convert", help=help, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source")
+    add_allowed_parent_dirs(p)
     p.add_argument("target")
     p.add_argument("-O", "--format", dest="format", choices=formats.NAMES, help="target format")
     p.add_argument("--type", choices=["dynamic", "fixed"], default="dynamic", help="target type (default dynamic)")

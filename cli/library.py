@@ -22,6 +22,8 @@ from vhdkit.validation.report import EXIT_CODES
 from vhdkit.library import ImageRecord, Library, default_db, init_blank_disks
 from vhdkit.units import format_size, parse_size
 
+from .options import add_allowed_parent_dirs
+
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("library", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +38,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
     scan = action("scan", "index the disk images below folders")
     scan.add_argument("locations", nargs="+", metavar="FOLDER")
+    add_allowed_parent_dirs(scan)
     scan.set_defaults(run=_scan)
     for name, text in (("list", "the indexed images"), ("find", "images whose path contains TEXT")):
         a = action(name, text)

@@ -15,6 +15,8 @@ from typing import Sequence
 import vhdkit
 from vhdkit.errors import VhdkitError
 
+from .options import apply_allowed_parent_dirs
+
 #: command -> (one-line help, "module" or "module:function" in this package that registers it)
 COMMANDS = {
     "info": ("show what a disk image is", "info"),
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    apply_allowed_parent_dirs(args)
     try:
         return int(args.run(args) or 0)
     except VhdkitError as e:

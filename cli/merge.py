@@ -22,12 +22,14 @@ from vhdkit.errors import MergeRefusedError
 from vhdkit.ops.merge import merge
 from vhdkit.units import format_size
 
+from .options import add_allowed_parent_dirs
 from .progress import ProgressBar
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("merge", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("child", help="the differencing disk")
+    add_allowed_parent_dirs(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--into", metavar="PARENT", help="its parent (checked: it must be the one it links to)")
     where.add_argument("--to", metavar="NEW", help="a new image holding the whole chain, read through")

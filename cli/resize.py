@@ -19,10 +19,13 @@ from typing import Any
 import vhdkit
 from vhdkit.units import format_size
 
+from .options import add_allowed_parent_dirs
+
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("resize", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="the disk to resize (path or URL)")
+    add_allowed_parent_dirs(p)
     p.add_argument("--size", required=True, help="new size (60G, 2T, bytes) or a change (+10G, -1G)")
     p.add_argument("--force", action="store_true", help="shrink even over stored data (it is lost)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -16,10 +16,13 @@ from typing import Any
 
 from vhdkit.migration.service import DiskService
 
+from .options import add_allowed_parent_dirs
+
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("serve", help=help, description=__doc__)
     p.add_argument("image", help="the disk to export (path or URL)")
+    add_allowed_parent_dirs(p)
     p.add_argument("--nbd", required=True, metavar="ADDRESS", help="unix:PATH or tcp:HOST:PORT")
     p.add_argument("--control", metavar="PATH", help="a unix socket for migration requests")
     p.add_argument("--read-only", action="store_true", help="export read-only (no migration then)")

@@ -17,7 +17,7 @@ from ..errors import LibraryError, VhdkitError
 from ..formats import VHD, VHDX
 from ..ops.check import check
 from ..ops.create import BLANK_SIZES, create
-from ..ops.open import open_image
+from ..ops.open import ALLOWED_DIRS_ENV, open_image
 from .records import DISK_SUFFIXES, ImageRecord, describe, from_row, to_row
 
 SCHEMA = f"""
@@ -45,6 +45,7 @@ class ScanReport(NamedTuple):
 class Library:
     def __init__(self, db: str | os.PathLike[str] | None = None) -> None:
         path = os.fspath(db) if db is not None else default_db()
+        self._allowed_parent_dirs: list[str] | None = None  # set by each scan
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
@@ -71,6 +72,10 @@ class Library:
         read: list[str] = []
         skipped = 0
         roots = [_root(loc) for loc in locations]
+        # Parents are looked for in the folders being indexed (and those the environment allows),
+        # not just beside each child: a library keeps its base disks in folders of their own.
+        env = os.environ.get(ALLOWED_DIRS_ENV, "")
+        self._allowed_parent_dirs = roots + [d for d in env.split(os.pathsep) if d]
         now = time.time()
         for path, stat in _walk(roots):
             if not path.lower().endswith(DISK_SUFFIXES):
@@ -79,7 +84,7 @@ class Library:
             seen.add(path)
             if known.get(path) == (stat.st_size, stat.st_mtime_ns):
                 continue
-            self._store(describe(path, stat, now))
+            self._store(describe(path, stat, now, self._allowed_parent_dirs))
             read.append(path)
             if progress is not None:
                 progress(len(seen), path)
@@ -117,7 +122,7 @@ class Library:
                 self._db.execute("UPDATE images SET parent_status = 'broken', parent_problem = ? WHERE path = ?",
                                  (f"the parent {parent} is no longer there", path))
             elif (parent in read or (status == "broken" and there)) and _exists(path):
-                self._store(describe(path, _stat(path), now))
+                self._store(describe(path, _stat(path), now, self._allowed_parent_dirs))
                 changed.append(path)
         return changed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from .. import formats
 from ..errors import ParentMismatchError, ParentNotFoundError, VhdkitError
@@ -38,10 +38,11 @@ class ImageRecord(NamedTuple):
         return self._asdict()
 
 
-def describe(path: str, stat: Any, now: float) -> ImageRecord:
+def describe(path: str, stat: Any, now: float, allowed_parent_dirs: Sequence[str] | None = None) -> ImageRecord:
     """Open the image (headers and metadata only) and check it; a damaged one is described by
-    what its check found instead of failing the scan. ``stat``: st_size, st_mtime_ns, st_blocks."""
-    report = check(path)
+    what its check found instead of failing the scan. ``stat``: st_size, st_mtime_ns, st_blocks;
+    ``allowed_parent_dirs``: where parents may be (see vhdkit.open)."""
+    report = check(path, allowed_parent_dirs=allowed_parent_dirs)
     findings = [str(f) for f in report.findings] + ([report.failure] if report.failure else [])
     base: dict[str, Any] = dict(path=path, format=None, type=None, virtual_size=None, file_size=stat.st_size,
                                 size_on_disk=stat.st_blocks * 512, block_size=None, logical_sector_size=None,
@@ -51,7 +52,7 @@ def describe(path: str, stat: Any, now: float) -> ImageRecord:
     problem = None
     try:
         try:
-            disk = open_image(path)
+            disk = open_image(path, allowed_parent_dirs=allowed_parent_dirs)
         except (ParentNotFoundError, ParentMismatchError) as e:
             problem = str(e)
             disk = open_image(path, resolve_parents=False)

@@ -13,7 +13,7 @@ added space reads as zeros).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from .. import formats
 from ..copy.engine import DEFAULT_CHUNK, CopyStats, ProgressCallback, copy_disk
@@ -31,7 +31,8 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
             type: str = "dynamic", block_size: int | None = None, overwrite: bool = False,  # noqa: A002
             azure: bool = False, round_up: bool = False, verify: bool = False, sync: bool = True,
             progress: ProgressCallback | None = None, tolerate_checksum: bool = False,
-            chunk_size: int = DEFAULT_CHUNK) -> CopyStats:
+            chunk_size: int = DEFAULT_CHUNK,
+            allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None) -> CopyStats:
     """Copy ``source`` into a new image ``target``; returns what the copy did.
 
     A local target is built under a temporary name and given its name only when complete (and,
@@ -43,7 +44,7 @@ def convert(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
     fmt = formats.for_target(target, format)
     if type not in ("dynamic", "fixed"):
         raise ValueError(f"a converted image is dynamic or fixed, not {type!r}")
-    with open_image(source, tolerate_checksum=tolerate_checksum) as src:
+    with open_image(source, tolerate_checksum=tolerate_checksum, allowed_parent_dirs=allowed_parent_dirs) as src:
         size = src.size
         if azure:
             size = _azure_size(size, round_up)

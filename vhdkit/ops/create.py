@@ -19,7 +19,7 @@ from ..errors import ImageExistsError
 from ..formats import VHDX, Format
 from ..storage import Store, is_url, open_store
 from ..units import GiB
-from .open import open_image
+from .open import allowed_parent_dirs_for, folder_of, open_image
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
 BLANK_SIZES = {"small": 16 * GiB, "large": 60 * GiB}
@@ -58,7 +58,10 @@ def create(
         path = _local_path(target)
         refuse_existing(path, overwrite)
         publish(write_temporary(path, *plan), path, overwrite)
-    return open_image(target, "r+")
+    # the parent named here is allowed for this open, wherever it is (later opens need allowing it)
+    allowed = None if parent is None else [*allowed_parent_dirs_for(target), *allowed_parent_dirs_for(parent),
+                                           folder_of(parent)]
+    return open_image(target, "r+", allowed_parent_dirs=allowed)
 
 
 Plan = tuple[Callable[..., None], dict[str, Any]]
@@ -75,6 +78,9 @@ def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str 
         raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
     if disk_type == "differencing" and parent is None:
         raise ValueError("a differencing disk needs parent=")
+    if parent is not None and not _path_of(parent).lower().endswith(formats.DISK_EXTENSIONS):
+        raise ValueError(f"a parent must be named {'/'.join(formats.DISK_EXTENSIONS)}: readers follow a locator "
+                         f"only to such a name, so a child of {os.path.basename(_path_of(parent))} could not be opened")
     choices: dict[str, Any] = dict(disk_type=disk_type, block_size=block_size, logical_sector_size=logical_sector_size,
                                    physical_sector_size=physical_sector_size, disk_id=disk_id)
     plan_new = fmt.load("plan")
@@ -140,6 +146,16 @@ def open_unpublished(temp: str, format: str | Format) -> VirtualDisk:  # noqa: A
     except BaseException:
         store.close()
         raise
+
+
+def _path_of(location: str | os.PathLike[str]) -> str:
+    """The path part of a path or URL."""
+    text = os.fspath(location)
+    if is_url(text):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(text).path)
+    return text
 
 
 def _local_path(target: str | os.PathLike[str]) -> str:

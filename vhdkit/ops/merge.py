@@ -13,12 +13,12 @@ converted into a new image (built under a temporary name, then named), and the c
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 from .. import formats
 from ..disk import ExtentState, VirtualDisk
 from ..errors import MergeRefusedError
-from .open import open_image
+from .open import allowed_parent_dirs_for, open_image
 
 CHUNK = 1 << 20
 
@@ -31,18 +31,22 @@ class MergeReport(NamedTuple):
 
 
 def merge(child: str | os.PathLike[str], *, to: str | os.PathLike[str] | None = None,
-          remove_child: bool = True, progress: Callable[[int, int], None] | None = None) -> MergeReport:
-    """Merge ``child`` into its parent (default), or the whole chain into a new image ``to``."""
+          remove_child: bool = True, progress: Callable[[int, int], None] | None = None,
+          allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None) -> MergeReport:
+    """Merge ``child`` into its parent (default), or the whole chain into a new image ``to``.
+    ``allowed_parent_dirs``: where the chain's parents may lie (see vhdkit.open)."""
+    allowed = allowed_parent_dirs_for(child, allowed_parent_dirs)  # the chain's, not each parent's own
     if to is not None:
         from .convert import convert  # loads the copy engine: only this branch needs it
 
-        stats = convert(child, to, progress=progress)
+        stats = convert(child, to, progress=progress, allowed_parent_dirs=allowed)
         return MergeReport(os.fspath(child), os.fspath(to), stats.bytes_written, False)
-    with open_image(child) as probe:
+    with open_image(child, allowed_parent_dirs=allowed) as probe:
         if probe.parent is None:
             raise MergeRefusedError(f"{probe.name} is not a differencing disk: there is nothing to merge it into")
         parent_path = probe.parent.name
-    with open_image(child) as source, open_image(parent_path, "r+", resolve_parents=True) as parent:
+    with open_image(child, allowed_parent_dirs=allowed) as source, \
+            open_image(parent_path, "r+", allowed_parent_dirs=allowed) as parent:
         merged = merge_into(source, parent, progress=progress)
     if remove_child:
         os.unlink(os.fspath(child))

@@ -1,10 +1,18 @@
 """``vhdkit.open()``: detect the format, open the store, resolve parents, return a VirtualDisk.
 
 Parents of differencing disks are found through a resolver, never by guessing: the locator's
-paths are tried in the spec's order (relative first), each candidate must lie inside the
-directories the caller allows (when it restricts them), and the candidate's identity must match
-the child's record of it (VHDX: DataWriteGuid == parent_linkage). A chain that comes back to a
-file already in it is an error.
+paths are tried in the spec's order (relative first), and the candidate's identity must match the
+child's record of it (VHDX: DataWriteGuid == parent_linkage). A chain that comes back to a file
+already in it is an error.
+
+Every path in a locator is the image's word, and images can be hostile, so a candidate is opened
+only when (1) its name is a disk image's (.vhdx, .avhdx, .vhd, .avhd: never /etc/shadow), (2) it
+lies inside the allowed folders, and (3) it is a regular file (never a FIFO, which would block the
+open forever, nor a device), checked before it is opened and again on the open descriptor. The
+allowed folders are those the caller names (``allowed_parent_dirs``); else those the
+``VHDKIT_ALLOWED_PARENT_DIRS`` environment variable names (separated by ``os.pathsep``); else the
+folder of the image opened and everything below it, where Hyper-V keeps checkpoints and
+differencing disks. ``allowed_parent_dirs=["/"]`` allows any folder.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import ntpath
 import os
 import posixpath
+import stat
 from typing import IO, Iterable, Sequence
 
 from .. import formats
@@ -21,6 +30,7 @@ from ..formats import Format
 from ..storage import FileObjectStore, Store, is_url, open_store
 
 MAX_CHAIN_DEPTH = 256
+ALLOWED_DIRS_ENV = "VHDKIT_ALLOWED_PARENT_DIRS"
 #: What ``mode`` may be, and what each means.
 MODES = {
     "r": "read-only: the file is never changed; a dirty VHDX log is replayed in memory",
@@ -79,14 +89,19 @@ def open_image(
 class _Options:
     def __init__(self, allowed: Sequence[str | os.PathLike[str]] | None, resolve_parents: bool,
                  tolerate_checksum: bool) -> None:
-        self.allowed = [os.path.realpath(os.fspath(d)) for d in allowed] if allowed is not None else None
+        if allowed is None and os.environ.get(ALLOWED_DIRS_ENV):
+            allowed = [d for d in os.environ[ALLOWED_DIRS_ENV].split(os.pathsep) if d]
+        # None: the folder of the image opened (known only when the chain is walked)
+        self.allowed = [_folder(os.fspath(d)) for d in allowed] if allowed is not None else None
         self.resolve_parents = resolve_parents
         self.tolerate_checksum = tolerate_checksum
 
 
 def _open_chain(target: str | os.PathLike[str], writable: bool, fmt: Format | None,
-                options: _Options, chain: list[str], unpublished: bool = False) -> VirtualDisk:
-    return _open_on_store(open_store(target, writable=writable), writable, fmt, options, chain, unpublished)
+                options: _Options, chain: list[str], unpublished: bool = False,
+                regular_only: bool = False) -> VirtualDisk:
+    store = open_store(target, writable=writable, regular_only=regular_only)
+    return _open_on_store(store, writable, fmt, options, chain, unpublished)
 
 
 def _open_on_store(store: Store, writable: bool, fmt: Format | None, options: _Options, chain: list[str],
@@ -103,8 +118,53 @@ def _open_on_store(store: Store, writable: bool, fmt: Format | None, options: _O
         raise
 
 
+def allowed_parent_dirs_for(top: str | os.PathLike[str],
+                            allowed: Sequence[str | os.PathLike[str]] | None = None) -> list[str]:
+    """The folders the parents of the chain topped by ``top`` may lie in (see the module note)."""
+    options = _Options(allowed, True, False)
+    return options.allowed if options.allowed is not None else [folder_of(top)]
+
+
+def folder_of(location: str | os.PathLike[str]) -> str:
+    """The folder holding a file (or a URL's), in the form the allowed-folder test compares."""
+    return _folder(_identity(os.fspath(location)), parent=True)
+
+
 def _identity(url: str) -> str:
     return url if is_url(url) else os.path.realpath(url)
+
+
+def _path_part(location: str) -> str:
+    if is_url(location):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(location).path)
+    return location
+
+
+def _folder(location: str, *, parent: bool = False) -> str:
+    """A comparable form of a folder (or, with ``parent``, of the folder holding a file): a real
+    path, or for a URL ``scheme://host:port/path`` without user or password."""
+    if is_url(location):
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(location)
+        path = posixpath.normpath(unquote(parts.path) or "/")
+        if parent:
+            path = posixpath.dirname(path)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}{path}"
+    real = os.path.realpath(location)
+    return os.path.dirname(real) if parent else real
+
+
+def _inside(place: str, folder: str) -> bool:
+    """Whether ``place`` (a _folder() form) is ``folder`` or lies below it."""
+    if is_url(place) != is_url(folder):
+        return False
+    if is_url(place):
+        return place == folder or place.startswith(folder.rstrip("/") + "/")
+    return os.path.commonpath([place, folder]) == folder
 
 
 class _ParentResolver:
@@ -126,13 +186,14 @@ class _ParentResolver:
         for key, value in child.parent_paths():
             for candidate in candidate_paths(child.name, key, value):
                 tried.append(candidate)
-                if not self._inside_allowed(candidate):
-                    tried[-1] += " (outside the allowed folders)"
+                refusal = self._refusal(candidate)
+                if refusal is not None:
+                    tried[-1] += f" ({refusal})"
                     continue
                 if _identity(candidate) in self.chain:
                     raise ChainError(f"differencing chain has a cycle: {candidate} is its own ancestor")
                 try:
-                    parent = _open_chain(candidate, False, None, self.options, self.chain)
+                    parent = _open_chain(candidate, False, None, self.options, self.chain, regular_only=True)
                 except ImageNotFoundError:
                     continue
                 refusal = child.accepts_parent(parent)
@@ -144,12 +205,22 @@ class _ParentResolver:
             raise ParentNotFoundError(f"parent of {child.name} not found: the child records no usable parent path")
         raise ParentNotFoundError(f"parent of {child.name} not found", tried)
 
-    def _inside_allowed(self, path: str) -> bool:
-        allowed = self.options.allowed
-        if allowed is None or is_url(path):
-            return True
-        real = os.path.realpath(path)
-        return any(os.path.commonpath([real, d]) == d for d in allowed)
+    def _refusal(self, candidate: str) -> str | None:
+        """Why ``candidate`` is not to be opened (see the module note), or None."""
+        if not _path_part(candidate).lower().endswith(formats.DISK_EXTENSIONS):
+            return "not a disk image's name"
+        allowed = self.options.allowed if self.options.allowed is not None else [_folder(self.chain[0], parent=True)]
+        where = _folder(candidate)
+        if not any(_inside(where, folder) for folder in allowed):
+            return f"outside the allowed folders; allow them with --allowed-parent-dir or {ALLOWED_DIRS_ENV}"
+        if not is_url(candidate):
+            try:
+                mode = os.stat(candidate).st_mode
+            except OSError:
+                return None  # not there (or not reachable): the open says so
+            if not stat.S_ISREG(mode):
+                return "not a regular file"
+        return None
 
 
 def parent_resolver(child: str | os.PathLike[str], *,

@@ -7,6 +7,7 @@ this module opens the image for writing and hands it over.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from .. import formats
 from ..disk import CompactReport
@@ -15,11 +16,12 @@ from ..units import parse_size
 from .open import open_image
 
 
-def resize(target: str | os.PathLike[str], size: int | str, *, force: bool = False) -> int:
+def resize(target: str | os.PathLike[str], size: int | str, *, force: bool = False,
+           allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None) -> int:
     """Resize the image at ``target`` to ``size`` bytes ("+10G" / "-1G": relative, as qemu-img
     resize takes it). Grows VHD and VHDX of every type (the new part reads zeros); shrinks VHDX
     and raw only over space that holds no data, unless ``force``. Returns the new size."""
-    with open_image(target, "r+") as disk:
+    with open_image(target, "r+", allowed_parent_dirs=allowed_parent_dirs) as disk:
         if isinstance(size, str) and size[:1] in "+-":
             delta = parse_size(size[1:])
             new_size = disk.size + delta if size[0] == "+" else disk.size - delta
@@ -31,11 +33,12 @@ def resize(target: str | os.PathLike[str], size: int | str, *, force: bool = Fal
         return disk.size
 
 
-def compact(target: str | os.PathLike[str]) -> CompactReport:
+def compact(target: str | os.PathLike[str], *,
+            allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None = None) -> CompactReport:
     """Compact the image at ``target`` (Optimize-VHD): blocks of zeros stop being stored, the
     rest moves down, the file is cut. Refused while another writer has it open (the advisory lock
     every vhdkit writer takes). Returns the report (``reclaimed`` bytes, blocks zeroed and moved)."""
-    with open_image(target, "r+") as disk:
+    with open_image(target, "r+", allowed_parent_dirs=allowed_parent_dirs) as disk:
         fmt = formats.of(disk)
         if fmt.compact is None:
             raise UnsupportedFeatureError(f"{fmt.title} images cannot be compacted here")

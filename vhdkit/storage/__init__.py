@@ -36,10 +36,12 @@ def is_url(target: str) -> bool:
             and all(c.isascii() and (c.isalnum() or c in "+-.") for c in scheme))
 
 
-def open_store(target: str | os.PathLike[str], *, writable: bool = False, create: bool = False) -> Store:
-    """Open ``target`` (path or URL) as a Store; read-only unless ``writable``."""
+def open_store(target: str | os.PathLike[str], *, writable: bool = False, create: bool = False,
+               regular_only: bool = False) -> Store:
+    """Open ``target`` (path or URL) as a Store; read-only unless ``writable``. ``regular_only``:
+    a local path must be a regular file (not even a block device)."""
     if isinstance(target, os.PathLike):
-        return LocalStore(target, writable=writable, create=create)
+        return LocalStore(target, writable=writable, create=create, regular_only=regular_only)
     if not isinstance(target, str):
         raise TypeError(f"expected a path or URL, got {type(target).__name__}")
     if is_url(target):
@@ -47,10 +49,10 @@ def open_store(target: str | os.PathLike[str], *, writable: bool = False, create
 
         parsed = urlparse(target)
         if parsed.scheme == "file":
-            return LocalStore(unquote(parsed.path), writable=writable, create=create)
+            return LocalStore(unquote(parsed.path), writable=writable, create=create, regular_only=regular_only)
         if parsed.scheme == "smb":
             from .smb import SmbStore
 
             return SmbStore(target, writable=writable, create=create)
         return FsspecStore(target, writable=writable, create=create)
-    return LocalStore(target, writable=writable, create=create)
+    return LocalStore(target, writable=writable, create=create, regular_only=regular_only)

@@ -41,28 +41,51 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     raise OSError(err, os.strerror(err))
 
 
-class LocalStore(BaseStore):
-    """A local file opened by path; ``writable=True`` opens it O_RDWR (never creates it)."""
+def _not_an_image(mode: int, regular_only: bool) -> str | None:
+    """What the file is, when it cannot be an image; None for a regular file (or block device)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISBLK(mode):
+        return "a block device" if regular_only else None
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
-    def __init__(self, path: str | os.PathLike[str], *, writable: bool = False, create: bool = False) -> None:
+
+class LocalStore(BaseStore):
+    """A local file opened by path; ``writable=True`` opens it O_RDWR (never creates it).
+
+    Only regular files and block devices are images: a FIFO, socket or character device is refused
+    right after opening, and opening never blocks (O_NONBLOCK: opening a FIFO with no writer would
+    otherwise wait forever). ``regular_only`` refuses block devices too (a parent named by an
+    image's locator is never a device).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, writable: bool = False, create: bool = False,
+                 regular_only: bool = False) -> None:
         self.path = os.fspath(path)
         self.url = self.path
         self.writable = writable or create
         flags = os.O_RDWR if self.writable else os.O_RDONLY
         if create:
             flags |= os.O_CREAT | os.O_EXCL
+        flags |= os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self._fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError as e:
             raise ImageNotFoundError(f"no such file: {self.path}") from e
         except IsADirectoryError as e:
             raise StorageError(f"{self.path} is a directory") from e
         except OSError as e:
             raise StorageError(f"cannot open {self.path}: {e.strerror}") from e
-        if stat.S_ISDIR(os.fstat(self._fd).st_mode):  # O_RDONLY opens a directory without EISDIR
+        mode = os.fstat(self._fd).st_mode
+        kind = _not_an_image(mode, regular_only)
+        if kind is not None:  # O_RDONLY opens a directory without EISDIR, and a FIFO at once
             os.close(self._fd)
             self._fd = -1
-            raise StorageError(f"{self.path} is a directory")
+            raise StorageError(f"{self.path} is {kind}, not a disk image")
         if self.writable:
             # One writer at a time: an advisory lock every vhdkit writer takes (readers do not).
             try:

@@ -1,0 +1,22 @@
+"""Options several commands share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from vhdkit.ops.open import ALLOWED_DIRS_ENV
+
+
+def add_allowed_parent_dirs(p: argparse.ArgumentParser) -> None:
+    """``--allowed-parent-dir DIR`` for every command that follows a differencing chain."""
+    p.add_argument("--allowed-parent-dir", action="append", metavar="DIR",
+                   help="a folder (or smb:// URL) parents may lie in; repeatable. Default: "
+                        f"{ALLOWED_DIRS_ENV} if set, else the image's own folder and those below it")
+
+
+def apply_allowed_parent_dirs(args: argparse.Namespace) -> None:
+    """The folders given on the command line hold for everything this process opens."""
+    dirs = getattr(args, "allowed_parent_dir", None)
+    if dirs:
+        os.environ[ALLOWED_DIRS_ENV] = os.pathsep.join(dirs)
