@@ -16,14 +16,16 @@ size-multiple=1MiB, max-size=2TiB, block-size=32MiB, logical-sector-size=512, no
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from vhdkit.ops.check import Report, check, parse_rules, worst_exit_code
+from vhdkit.ops.check import Report, check, check_folder, parse_rules, worst_exit_code
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("check", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="path or URL of an image")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="path or URL of an image; a folder: its images, and temporary files a killed run left")
     p.add_argument("--require", action="append", default=[], metavar="RULE", help="a rule the images must meet")
     p.add_argument("--azure", action="store_true", help="the rules Azure sets for uploaded VHDs")
     p.add_argument("--allowed-parent-dir", action="append", metavar="DIR",
@@ -45,9 +47,14 @@ def run(args: argparse.Namespace) -> int:
         rules = parse_rules(texts)
     except ValueError as e:
         raise SystemExit(f"vhdkit check: error: {e}") from None
-    reports = [check(image, policy=rules, allowed_parent_dirs=args.allowed_parent_dir,
-                     check_parent=not args.no_parent, repair=args.repair, strict=args.strict)
-               for image in args.images]
+    options = dict(policy=rules, allowed_parent_dirs=args.allowed_parent_dir, check_parent=not args.no_parent,
+                   repair=args.repair, strict=args.strict)
+    reports = []
+    for image in args.images:
+        if os.path.isdir(image):  # its images, and what a killed create or convert left there
+            reports += check_folder(image, **options)
+        else:
+            reports.append(check(image, **options))
     code = worst_exit_code(reports)
     if args.json:
         import json
@@ -69,7 +76,7 @@ def render(report: Report) -> str:
     counts = f"{report.count('error')} errors, {report.count('leak')} leaks, {report.count('warning')} warnings"
     if report.count("policy"):
         counts += f", {report.count('policy')} rules broken"
-    lines = [f"{report.path}: {report.verdict} ({report.format}; {counts})"]
+    lines = [f"{report.path}: {report.verdict} ({report.format or 'not an image'}; {counts})"]
     lines += [f"  {finding}" for finding in report.findings]
     lines += [f"  repaired: {change}" for change in report.repairs]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from ..formats import Format
 from ..storage import Borrowed, Store, open_store
 from ..validation.policy import Rule, apply_rules, parse_rules
 from ..validation.report import ERROR, INCOMPLETE, LEAK, POLICY, WARNING, Finding, Report, worst_exit_code
+from .leftovers import stale_temporaries
 from .open import open_image
 
 
@@ -53,6 +54,24 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
     after = _check(target, rules, allowed_parent_dirs, check_parent, strict)
     after.repairs = done
     return after
+
+
+def check_folder(folder: str | os.PathLike[str], **options: object) -> list[Report]:
+    """``check`` of every disk image in ``folder`` (by name: .vhdx, .avhdx, .vhd, .avhd), and a
+    report of each temporary file a killed create or convert left there (a leak: nothing refers
+    to it and no process will finish it; the next run on the same target removes it)."""
+    reports = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.lower().endswith(formats.DISK_EXTENSIONS) and entry.is_file():
+            reports.append(check(entry.path, **options))  # type: ignore[arg-type]
+    for temp in stale_temporaries(folder):
+        report = Report(temp)
+        size = os.lstat(temp).st_size
+        report.add(LEAK, "temporary file", None, "left by a create or convert that did not finish (its process "
+                   "is gone, nobody holds it): remove it, or run the same command again, which does", size)
+        report.leaked_bytes = size
+        reports.append(report)
+    return reports
 
 
 def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
@@ -107,4 +126,5 @@ def _facts(store: Store, fmt: Format, report: Report) -> dict[str, object] | Non
     return facts
 
 
-__all__ = ["ERROR", "INCOMPLETE", "LEAK", "POLICY", "WARNING", "Finding", "Report", "Rule", "check", "parse_rules", "worst_exit_code"]
+__all__ = ["ERROR", "INCOMPLETE", "LEAK", "POLICY", "WARNING", "Finding", "Report", "Rule", "check", "check_folder",
+           "parse_rules", "worst_exit_code"]

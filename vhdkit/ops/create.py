@@ -19,6 +19,7 @@ from ..errors import ImageExistsError
 from ..formats import VHDX, Format
 from ..storage import Store, is_url, open_store
 from ..units import GiB
+from .leftovers import remove_stale_temporaries, temporary_name
 from .open import allowed_parent_dirs_for, folder_of, open_image
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
@@ -97,9 +98,10 @@ def refuse_existing(path: str, overwrite: bool) -> None:
 
 
 def write_temporary(path: str, writer: Callable[..., None], options: dict[str, Any], *, sync: bool = True) -> str:
-    """Write the new image under a temporary name beside ``path`` (flushed if ``sync``); returns that name."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.vhdkit-tmp")
+    """Write the new image under a temporary name beside ``path`` (flushed if ``sync``); returns that
+    name. Temporary files an earlier, killed run left for the same target go first (leftovers.py)."""
+    remove_stale_temporaries(path)
+    temp = temporary_name(path)
     store = open_store(temp, create=True)
     try:
         writer(store, **options)
