@@ -89,7 +89,8 @@ def test_created_vhds_have_the_exact_size_everywhere(tmp_path, size, disk_type):
         with vhdkit.open(path) as disk:
             info = disk.info()
             assert info.virtual_size == size and info.creator.startswith("vhdk")
-            assert size % MiB or info.virtual_size % MiB == 0  # 16/60 GiB stay whole MiB (Azure)
+            footer = disk.footer  # the geometry written: the spec's when exact, else the maximum
+            assert (footer.cylinders, footer.heads, footer.sectors_per_track) == expected_chs(size)
     finally:
         path.unlink(missing_ok=True)
 
@@ -173,3 +174,50 @@ def test_vhd_parent_with_another_unique_id_is_refused(tmp_path):
     vhdkit.create(parent, 8 * MiB, format="vhd", overwrite=True).close()  # a new disk, same name
     with pytest.raises(vhdkit.ParentMismatchError, match="unique id"):
         vhdkit.open(child)
+
+
+def spec_chs(size: int) -> tuple[int, int, int]:
+    """CHS from the VHD specification's algorithm (appendix, "CHS calculation"), written here
+    independently of vhdkit/vhd/layout.py."""
+    sectors = min(size // 512, 65535 * 16 * 255)
+    if sectors >= 65535 * 16 * 63:
+        spt, heads = 255, 16
+        cyl_heads = sectors // spt
+    else:
+        spt = 17
+        cyl_heads = sectors // spt
+        heads = (cyl_heads + 1023) // 1024
+        if heads < 4:
+            heads = 4
+        if cyl_heads >= heads * 1024 or heads > 16:
+            spt, heads = 31, 16
+            cyl_heads = sectors // spt
+        if cyl_heads >= heads * 1024:
+            spt, heads = 63, 16
+            cyl_heads = sectors // spt
+    return cyl_heads // heads, heads, spt
+
+
+def expected_chs(size: int) -> tuple[int, int, int]:
+    """vhdkit's rule: the spec's geometry when it holds exactly ``size``, else 65535/16/255."""
+    c, h, s = spec_chs(size)
+    return (c, h, s) if c * h * s * 512 == size else (65535, 16, 255)
+
+
+@pytest.mark.parametrize("size, chs", [
+    (4212736, (121, 4, 17)),  # exactly 121*4*17 sectors: the spec's own geometry (as qemu-img made ext2.vhd)
+    (66011136, (948, 8, 17)),  # 948*8*17 sectors
+    (16 << 30, (65535, 16, 255)),  # not a CHS product: the maximum, so readers take CurrentSize
+    (30 * MiB + 512, (65535, 16, 255)),
+])
+def test_created_vhds_carry_the_chs_every_reader_agrees_on(tmp_path, size, chs):
+    """Pinned against the spec's algorithm, and against qemu-img, which takes the size from the
+    CHS for a creator it does not know unless the CHS is the maximum (qemu 7.2 here)."""
+    assert expected_chs(size) == chs
+    path = tmp_path / "g.vhd"
+    vhdkit.create(path, size, format="vhd").close()
+    with vhdkit.open(path) as disk:
+        assert (disk.footer.cylinders, disk.footer.heads, disk.footer.sectors_per_track) == chs
+    require_tool("qemu-img")
+    assert qemu_img_info(path, "vpc")["virtual-size"] == size
+    assert vhdiinfo(path)["Media size"].endswith(f"({size} bytes)")

@@ -37,7 +37,7 @@ def test_sigkill_mid_write_loses_nothing_that_was_flushed(tmp_path):
     require_tool("qemu-img")
     image = tmp_path / "victim.vhdx"
     vhdkit.create(image, 256 * MiB, block_size=1 * MiB).close()
-    rng = random.Random()
+    rng = random.Random(1201)  # fixed: a failure reruns the same kills
     acknowledged: list[tuple[int, int]] = []
     unacknowledged: list[tuple[int, int, int]] = []  # (round, slot, value) the writer may have made unsaid
     last_ack: dict[int, tuple[int, int]] = {}  # slot -> (round, value) of its last acknowledged write
