@@ -18,7 +18,10 @@ CI_COUNT = 25_000
 
 def test_twenty_thousand_mutants_only_vhdkit_errors_no_hang_bounded_memory():
     count = int(os.environ.get("VHDKIT_SOAK", CI_COUNT))
-    limit = max(170, count // 100)  # ~1 ms per mutant here; 170 s keeps CI under its 3 minutes
+    # Hangs are caught per mutant (an alarm each, in mutation.py) and counted as escapes; this
+    # deadline only stops a runner that is stuck outside them, so it is generous (~1 ms a mutant
+    # here, unloaded): a loaded machine must not turn a slow pass into a failure.
+    limit = max(1200, count // 10)
     proc = subprocess.run([sys.executable, "-m", "tests.robustness.mutation", "--count", str(count), "--seed",
                            os.environ.get("VHDKIT_MUTATION_SEED", "1"), "--samples", str(samples_dir())],
                           cwd=ROOT, capture_output=True, text=True, timeout=limit)
