@@ -16,6 +16,7 @@ from typing import Any
 
 import vhdkit
 from vhdkit.units import format_size
+from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 
@@ -31,9 +32,9 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 def run(args: argparse.Namespace) -> int:
     report: Any = vhdkit.compact(args.image)
     if args.json:
-        print(json.dumps(dict(report._asdict(), reclaimed=report.reclaimed, image=args.image)))
+        print(json.dumps(dict(report._asdict(), reclaimed=report.reclaimed, image=redact(args.image))))
     else:
-        print(f"compacted {args.image}: {format_size(report.old_file_size)} -> {format_size(report.new_file_size)}, "
+        print(f"compacted {redact(args.image)}: {format_size(report.old_file_size)} -> {format_size(report.new_file_size)}, "
               f"{format_size(report.reclaimed)} reclaimed ({report.zero_blocks} blocks of zeros dropped, "
               f"{report.moved} moved)")
     return 0

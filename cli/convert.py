@@ -12,6 +12,7 @@ from typing import Any
 
 import vhdkit
 from vhdkit import formats
+from vhdkit.storage import redact
 from vhdkit.units import format_size
 
 from .create import _size
@@ -42,7 +43,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def run(args: argparse.Namespace) -> int:
-    bar = ProgressBar(f"converting {args.source}")
+    bar = ProgressBar(f"converting {redact(args.source)}")
     try:
         stats = vhdkit.convert(
             args.source, args.target, format=args.format, type=args.type, block_size=args.block_size,
@@ -57,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps({"source": args.source, "target": args.target, **stats.as_dict()}, indent=2))
+        print(json.dumps({"source": redact(args.source), "target": redact(args.target), **stats.as_dict()}, indent=2))
     else:
-        print(f"{args.target}: {format_size(stats.size)} converted in {stats.seconds:.2f} s; read "
+        print(f"{redact(args.target)}: {format_size(stats.size)} converted in {stats.seconds:.2f} s; read "
               f"{format_size(stats.bytes_read)}, wrote {format_size(stats.bytes_written)}, skipped "
               f"{format_size(stats.bytes_skipped)} of zeros and holes" + (", verified" if stats.verified else ""))
     return 0

@@ -21,6 +21,7 @@ from vhdkit import formats
 from vhdkit.validation.report import EXIT_CODES
 from vhdkit.library import ImageRecord, Library, default_db, init_blank_disks
 from vhdkit.units import format_size, parse_size
+from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 
@@ -101,7 +102,7 @@ def _show(args: argparse.Namespace) -> int:
     with Library(args.db) as library:
         tree = list(library.tree(args.path))
     if not tree:
-        print(f"vhdkit: error: {args.path} is not in the library (scan its folder first)", file=sys.stderr)
+        print(f"vhdkit: error: {redact(args.path)} is not in the library (scan its folder first)", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"image": tree[0][1].as_dict(),

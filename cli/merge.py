@@ -21,6 +21,7 @@ import vhdkit
 from vhdkit.errors import MergeRefusedError
 from vhdkit.ops.merge import merge
 from vhdkit.units import format_size
+from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .progress import ProgressBar
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         with vhdkit.open(args.child) as child:
             linked = child.parent.name if child.parent is not None else None
         if linked is None or not os.path.samefile(linked, args.into):
-            raise MergeRefusedError(f"{args.child}'s parent is {linked}, not {args.into}")
+            raise MergeRefusedError(f"{redact(args.child)}'s parent is {linked}, not {redact(args.into)}")
     bar = ProgressBar("merging")
     try:
         report = merge(args.child, to=args.to, remove_child=not args.keep_child, progress=bar)

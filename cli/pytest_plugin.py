@@ -39,12 +39,18 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
     patterns = config.getoption("vhdkit_images")
     if not patterns:
         return
+    from vhdkit.storage import is_url, redact
+
     collector = ImageCollector.from_parent(session, name="vhdkit-images")
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True))
+        # a URL is one image (no globbing over a share); its item is named without its password
+        matches = [pattern] if is_url(pattern) else sorted(glob.glob(pattern, recursive=True))
         if not matches:
-            items.append(NoImageItem.from_parent(collector, name=pattern))
-        items.extend(ImageItem.from_parent(collector, name=path) for path in matches)
+            items.append(NoImageItem.from_parent(collector, name=redact(pattern)))
+        for path in matches:
+            item = ImageItem.from_parent(collector, name=redact(path))
+            item.image = path
+            items.append(item)
 
 
 class ImageCollector(pytest.Collector):
@@ -57,10 +63,12 @@ class ImageCheckFailed(Exception):
 
 
 class ImageItem(pytest.Item):
+    image = ""  # the image's path or URL (the name shows it without a password)
+
     def runtest(self) -> None:
         from vhdkit.ops.check import check
 
-        report = check(self.name, policy=self.config.getoption("vhdkit_require"))
+        report = check(self.image or self.name, policy=self.config.getoption("vhdkit_require"))
         self.user_properties.append(("vhdkit_verdict", report.verdict))
         if report.exit_code != 0:
             from vhdkit_cli.check import render

@@ -18,6 +18,7 @@ from typing import Any
 
 import vhdkit
 from vhdkit.units import format_size
+from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         old = disk.size
     new = vhdkit.resize(args.image, args.size, force=args.force)
     if args.json:
-        print(json.dumps({"image": args.image, "old_size": old, "new_size": new}))
+        print(json.dumps({"image": redact(args.image), "old_size": old, "new_size": new}))
     else:
-        print(f"resized {args.image}: {format_size(old)} -> {format_size(new)} ({new} bytes)")
+        print(f"resized {redact(args.image)}: {format_size(old)} -> {format_size(new)} ({new} bytes)")
     return 0

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from vhdkit.migration.service import DiskService
+from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 
@@ -44,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {service.guest.name} ({service.guest.size} bytes) at {args.nbd}{control}", flush=True)
     while not service.wait_stopped(0.5):
         pass
-    print(f"stopped; the disk is {service.image}", file=sys.stderr, flush=True)
+    print(f"stopped; the disk is {redact(service.image)}", file=sys.stderr, flush=True)
     return 0

@@ -18,6 +18,7 @@ from ..formats import VHD, VHDX
 from ..ops.check import check
 from ..ops.create import BLANK_SIZES, create
 from ..ops.open import ALLOWED_DIRS_ENV, open_image
+from ..storage import redact
 from .records import DISK_SUFFIXES, ImageRecord, describe, from_row, to_row
 
 SCHEMA = f"""
@@ -48,6 +49,10 @@ class Library:
         self._allowed_parent_dirs: list[str] | None = None  # set by each scan
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if path != ":memory:":
+            # the index says where every disk is: its owner's to read (0600 whatever the umask)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+            os.chmod(path, 0o600)
         try:
             self._db = sqlite3.connect(path)
             self._db.executescript(SCHEMA)
@@ -177,14 +182,29 @@ def _key(path: str | os.PathLike[str]) -> str:
     return text if _is_smb(text) else os.path.abspath(text)
 
 
+def _absorb_password(url: str) -> str:
+    """``url`` without its password; a password it held is checked by logging in, then kept in
+    this process only, so the redacted URL works for the connections that follow."""
+    if redact(url) != url:
+        from ..storage.smb import SmbLocation, remember_password
+
+        share = SmbLocation(url)
+        share.connect()
+        remember_password(share.host, share.port, share.username or "", share.password or "")
+    return redact(url)
+
+
 def _is_smb(path: str) -> bool:
     return path.startswith("smb://")
 
 
 def _root(location: str | os.PathLike[str]) -> str:
+    """A folder to index, as the library stores it: a path, or a URL without a password (one
+    given in the URL is checked by logging in, then kept in this process only, for the scan's
+    own connections; the index never holds it)."""
     text = os.fspath(location)
     if _is_smb(text):
-        return text.rstrip("/")
+        return _absorb_password(text).rstrip("/")
     root = os.path.abspath(text)
     if not os.path.isdir(root):
         raise LibraryError(f"{root} is not a folder")
@@ -281,6 +301,8 @@ def init_blank_disks(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
     made (exact size, clean). Returns (path, "created" or "present")."""
     out = []
     where = os.fspath(folder)
+    if _is_smb(where):
+        where = _absorb_password(where)
     for stem, blank in BLANK_DISKS.items():
         for fmt in (VHDX, VHD):
             name = stem + fmt.extensions[0]

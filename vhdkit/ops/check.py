@@ -18,7 +18,7 @@ from typing import Sequence
 from .. import formats
 from ..errors import VhdkitError
 from ..formats import Format
-from ..storage import Borrowed, Store, open_store
+from ..storage import Borrowed, Store, open_store, redact
 from ..validation.policy import Rule, apply_rules, parse_rules
 from ..validation.report import ERROR, INCOMPLETE, LEAK, POLICY, WARNING, Finding, Report, worst_exit_code
 from .leftovers import stale_temporaries
@@ -78,7 +78,7 @@ def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
            allowed_parent_dirs: Sequence[str | os.PathLike[str]] | None, check_parent: bool,
            strict: bool = False) -> Report:
     path = target if isinstance(target, (str, os.PathLike)) else None  # else a Store, checked as it is
-    report = Report(os.fspath(path) if path is not None else target.url, strict=strict)  # type: ignore[union-attr]
+    report = Report(redact(path) if path is not None else target.url, strict=strict)  # type: ignore[union-attr]
     start = time.perf_counter()
     try:
         store: Store = open_store(path) if path is not None else target  # type: ignore[assignment]

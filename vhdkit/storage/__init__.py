@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .base import BaseStore, Borrowed, Store, read_fully
+from .base import BaseStore, Borrowed, Store, read_fully, redact
 from .fileobj import FileObjectStore
 from .fsspec_store import FsspecStore
 from .local import LocalStore
@@ -25,6 +25,7 @@ __all__ = [
     "is_url",
     "open_store",
     "read_fully",
+    "redact",
 ]
 
 

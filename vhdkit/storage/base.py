@@ -7,6 +7,7 @@ reader and writer threads) without a shared file position.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, Protocol, runtime_checkable
 
 from ..errors import ReadOnlyError, StorageError
@@ -164,3 +165,17 @@ class Borrowed:
 
     def close(self) -> None:
         pass
+
+
+def redact(location: str | os.PathLike[str]) -> str:
+    """The one form in which a location is ever shown, logged, reported or stored: a URL without
+    its password (``smb://user:secret@host/s`` -> ``smb://user@host/s``); a path as it is."""
+    text = os.fspath(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme.isalpha():
+        return text
+    authority, slash, tail = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if at and ":" in user:
+        return f"{scheme}{sep}{user.split(':', 1)[0]}@{host}{slash}{tail}"
+    return text

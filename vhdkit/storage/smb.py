@@ -23,7 +23,7 @@ import threading
 from typing import Any, Iterator
 
 from ..errors import ImageExistsError, ImageInUseError, ImageNotFoundError, StorageError
-from .base import BaseStore, _check_range
+from .base import BaseStore, _check_range, redact
 
 CHUNK = 1 << 20
 DEFAULT_PORT = 445
@@ -47,6 +47,19 @@ _SEALED_SERVERS: dict[tuple[str, int], int] = {}  # (host, port) -> how many cal
 # Encrypted sessions live in a pool of their own: smbclient's shared pool hands back an existing
 # session for the same user as it is, so asking it for encryption afterwards changes nothing.
 _SEALED_POOL: dict[str, Any] = {}
+
+
+_WARNED: list[bool] = []
+
+
+def _warn_password_in_url() -> None:
+    """Once per process: a password given in a URL is visible to every user of the machine."""
+    if not _WARNED:
+        _WARNED.append(True)
+        import sys
+
+        print("vhdkit: warning: a password in an smb:// URL is visible in the process list; give it in "
+              "VHDKIT_SMB_PASSWORD or a credentials file (VHDKIT_SMB_CREDENTIALS) instead", file=sys.stderr)
 
 
 def remember_password(host: str, port: int, username: str, password: str) -> None:
@@ -86,10 +99,10 @@ class SmbLocation:
 
         parts = urlsplit(url)
         if parts.scheme != "smb" or not parts.hostname:
-            raise StorageError(f"not an smb://host/share/path URL: {_redact(url)}")
+            raise StorageError(f"not an smb://host/share/path URL: {redact(url)}")
         segments = [unquote(s) for s in parts.path.split("/") if s]
         if not segments:
-            raise StorageError(f"the URL names no share: {_redact(url)}")
+            raise StorageError(f"the URL names no share: {redact(url)}")
         self.host = parts.hostname
         self.port = parts.port or DEFAULT_PORT
         self.share = segments[0]
@@ -97,6 +110,8 @@ class SmbLocation:
         creds = _credentials_file()
         self.username = (username or (unquote(parts.username) if parts.username else None)
                          or os.environ.get("VHDKIT_SMB_USER") or creds.get("username"))
+        if parts.password:
+            _warn_password_in_url()
         self.password = (password or (unquote(parts.password) if parts.password else None)
                          or _KNOWN_PASSWORDS.get((self.host, self.port, self.username or ""))
                          or os.environ.get("VHDKIT_SMB_PASSWORD") or creds.get("password"))
@@ -383,15 +398,6 @@ def read_credentials_file(path: str) -> dict[str, str]:
     except OSError as e:
         raise StorageError(f"cannot read the SMB credentials file {path}: {e.strerror}") from None
     return out
-
-
-def _redact(url: str) -> str:
-    """``url`` without a password (smb://user:secret@host -> smb://user@host)."""
-    scheme, sep, rest = url.partition("://")
-    auth, at, tail = rest.partition("@")
-    if at and ":" in auth and "/" not in auth:
-        return f"{scheme}{sep}{auth.split(':', 1)[0]}@{tail}"
-    return url
 
 
 def _safe(error: BaseException, password: str | None) -> str:
