@@ -151,10 +151,6 @@ class Record:
         return cls.size
 
     @classmethod
-    def fields(cls) -> tuple[str, ...]:
-        return cls._names
-
-    @classmethod
     def offset_of(cls, name: str) -> int:
         """Byte offset of a field inside the record."""
         return cls._offsets[name]

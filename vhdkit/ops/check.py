@@ -1,12 +1,12 @@
 """``vhdkit.check()``: validate an image's structure (and optional policies) for CI.
 
     report = vhdkit.check("disk.vhdx", policy=["type=fixed", "size-multiple=1MiB"])
-    report.verdict      # "clean", "leaks", "corrupt" or "not checked"
-    report.exit_code    # as qemu-img check: 0, 3, 2, 1
+    report.verdict      # "clean", "leaks", "corrupt", "policy", "incomplete" or "not checked"
+    report.exit_code    # 0, 3, 2, 4, 1, 1 (validation/report.py has the table)
     for finding in report.findings: print(finding)
 
-The check never writes to the file. Findings carry a severity (error, leak, warning), the
-structure as the spec names it, its file offset and a sentence.
+The check never writes to the file. Findings carry a severity (error, leak, warning, policy,
+incomplete), the structure as the spec names it, its file offset and a sentence.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from ..formats import VHDX, Format
 from ..storage import Store, is_url, open_store
 from ..units import GiB
 from .leftovers import remove_stale_temporaries, temporary_name
-from .open import allowed_parent_dirs_for, folder_of, open_image
+from .open import allowed_parent_dirs_for, folder_of, open_image, path_part
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
 BLANK_SIZES = {"small": 16 * GiB, "large": 60 * GiB}
@@ -60,8 +60,7 @@ def create(
         refuse_existing(path, overwrite)
         publish(write_temporary(path, *plan), path, overwrite)
     # the parent named here is allowed for this open, wherever it is (later opens need allowing it)
-    allowed = None if parent is None else [*allowed_parent_dirs_for(target), *allowed_parent_dirs_for(parent),
-                                           folder_of(parent)]
+    allowed = None if parent is None else [*allowed_parent_dirs_for(target), folder_of(parent)]
     return open_image(target, "r+", allowed_parent_dirs=allowed)
 
 
@@ -79,9 +78,9 @@ def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str 
         raise ValueError(f"a disk with a parent is a differencing disk, not {disk_type}")
     if disk_type == "differencing" and parent is None:
         raise ValueError("a differencing disk needs parent=")
-    if parent is not None and not _path_of(parent).lower().endswith(formats.DISK_EXTENSIONS):
+    if parent is not None and not path_part(parent).lower().endswith(formats.DISK_EXTENSIONS):
         raise ValueError(f"a parent must be named {'/'.join(formats.DISK_EXTENSIONS)}: readers follow a locator "
-                         f"only to such a name, so a child of {os.path.basename(_path_of(parent))} could not be opened")
+                         f"only to such a name, so a child of {os.path.basename(path_part(parent))} could not be opened")
     choices: dict[str, Any] = dict(disk_type=disk_type, block_size=block_size, logical_sector_size=logical_sector_size,
                                    physical_sector_size=physical_sector_size, disk_id=disk_id)
     plan_new = fmt.load("plan")
@@ -148,16 +147,6 @@ def open_unpublished(temp: str, format: str | Format) -> VirtualDisk:  # noqa: A
     except BaseException:
         store.close()
         raise
-
-
-def _path_of(location: str | os.PathLike[str]) -> str:
-    """The path part of a path or URL."""
-    text = os.fspath(location)
-    if is_url(text):
-        from urllib.parse import unquote, urlsplit
-
-        return unquote(urlsplit(text).path)
-    return text
 
 
 def _local_path(target: str | os.PathLike[str]) -> str:

@@ -134,7 +134,9 @@ def _identity(url: str) -> str:
     return url if is_url(url) else os.path.realpath(url)
 
 
-def _path_part(location: str) -> str:
+def path_part(location: str | os.PathLike[str]) -> str:
+    """The path of a path, or of a URL."""
+    location = os.fspath(location)
     if is_url(location):
         from urllib.parse import unquote, urlsplit
 
@@ -178,6 +180,8 @@ class _ParentResolver:
     def __init__(self, options: _Options, chain: list[str]) -> None:
         self.options = options
         self.chain = chain
+        # the allowed folders; by default the top image's (chain[0] is its identity already)
+        self.allowed = options.allowed if options.allowed is not None else [_folder(chain[0], parent=True)]
 
     def __call__(self, child: VirtualDisk) -> VirtualDisk:
         if len(self.chain) >= MAX_CHAIN_DEPTH:
@@ -207,11 +211,10 @@ class _ParentResolver:
 
     def _refusal(self, candidate: str) -> str | None:
         """Why ``candidate`` is not to be opened (see the module note), or None."""
-        if not _path_part(candidate).lower().endswith(formats.DISK_EXTENSIONS):
+        if not path_part(candidate).lower().endswith(formats.DISK_EXTENSIONS):
             return "not a disk image's name"
-        allowed = self.options.allowed if self.options.allowed is not None else [_folder(self.chain[0], parent=True)]
         where = _folder(candidate)
-        if not any(_inside(where, folder) for folder in allowed):
+        if not any(_inside(where, folder) for folder in self.allowed):
             return f"outside the allowed folders; allow them with --allowed-parent-dir or {ALLOWED_DIRS_ENV}"
         if not is_url(candidate):
             try:

@@ -243,11 +243,11 @@ def _protected_ranges(header: VhdxHeader) -> Iterator[tuple[int, int, str]]:
 
 
 def replay_sequence(store: Store, reader: LogReader, sequence: LogSequence) -> list[tuple[int, int]]:
-    """Apply every descriptor tail to head, then extend to LastFileOffset (2.3.3).
+    """Apply every descriptor tail to head, then extend to LastFileOffset (2.3.3). The caller has
+    run validate_sequence first (before any other write), and flushes after.
 
-    Returns the (offset, length) ranges written. The caller flushes.
+    Returns the (offset, length) ranges written.
     """
-    validate_sequence(store, reader, sequence)
     written = []
     for entry in sequence.entries:
         for d in reader.with_data(entry).descriptors:
@@ -315,6 +315,7 @@ def replay_in_memory(store: Store, header: VhdxHeader) -> tuple[Store, LogSequen
 
     reader = LogReader(store, header)
     sequence = reader.find_active_sequence()
+    validate_sequence(store, reader, sequence)
     overlay = OverlayStore(store)
     return overlay, sequence, replay_sequence(overlay, reader, sequence)
 
