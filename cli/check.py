@@ -21,6 +21,8 @@ from typing import Any
 
 from vhdkit.ops.check import Report, check, check_folder, parse_rules, worst_exit_code
 
+from .options import add_force_share
+
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("check", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +33,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--allowed-parent-dir", action="append", metavar="DIR",
                    help="parents must lie inside DIR (repeatable); others count as not found")
     p.add_argument("--no-parent", action="store_true", help="do not look for differencing disks' parents")
+    add_force_share(p)
     p.add_argument("--repair", action="store_true",
                    help="fix what is safe (replay a log, rewrite a bad copy from the good one, cut leaked space "
                         "at the end), say what changed, and check again")

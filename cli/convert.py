@@ -16,7 +16,7 @@ from vhdkit.storage import redact
 from vhdkit.units import format_size
 
 from .create import _size
-from .options import add_allowed_parent_dirs
+from .options import add_allowed_parent_dirs, add_force_share
 from .progress import ProgressBar
 
 
@@ -25,6 +25,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source")
     add_allowed_parent_dirs(p)
+    add_force_share(p)
     p.add_argument("target")
     p.add_argument("-O", "--format", dest="format", choices=formats.NAMES, help="target format")
     p.add_argument("--type", choices=["dynamic", "fixed"], default="dynamic", help="target type (default dynamic)")

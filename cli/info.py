@@ -10,13 +10,14 @@ from vhdkit.disk import DiskInfo
 from vhdkit.formats import NAMES as FORMATS
 from vhdkit.units import format_size
 
-from .options import add_allowed_parent_dirs
+from .options import add_allowed_parent_dirs, add_force_share
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("info", help=help, description=__doc__)
     p.add_argument("image", help="path or URL (file://, memory://, any fsspec URL)")
     add_allowed_parent_dirs(p)
+    add_force_share(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--format", choices=FORMATS, help="do not detect the format")
     p.add_argument("--force", action="store_true",

@@ -26,7 +26,8 @@ def junit_tree(reports: list[Report], suite_name: str = "vhdkit check") -> ET.El
         case = ET.SubElement(suite, "testcase", name=report.path, classname=f"vhdkit.check.{report.format or 'unknown'}",
                              time=f"{report.seconds:.3f}")
         if report.failure is not None:
-            ET.SubElement(case, "error", message="the image could not be checked", type="not checked").text = report.failure
+            ET.SubElement(case, "error", message="the image could not be checked",
+                          type=report.verdict).text = report.failure
             continue
         for finding in report.findings:
             if finding.severity in ("error", "leak", "policy") or (report.strict and finding.severity == "warning"):

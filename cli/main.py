@@ -15,7 +15,7 @@ from typing import Sequence
 import vhdkit
 from vhdkit.errors import VhdkitError
 
-from .options import apply_allowed_parent_dirs
+from .options import apply_allowed_parent_dirs, apply_force_share
 
 #: command -> (one-line help, "module" or "module:function" in this package that registers it)
 COMMANDS = {
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     apply_allowed_parent_dirs(args)
+    apply_force_share(args)
     try:
         return int(args.run(args) or 0)
     except VhdkitError as e:

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from vhdkit.ops.open import ALLOWED_DIRS_ENV
+from vhdkit.storage.locks import FORCE_SHARE_ENV
 
 
 def add_allowed_parent_dirs(p: argparse.ArgumentParser) -> None:
@@ -20,3 +21,15 @@ def apply_allowed_parent_dirs(args: argparse.Namespace) -> None:
     dirs = getattr(args, "allowed_parent_dir", None)
     if dirs:
         os.environ[ALLOWED_DIRS_ENV] = os.pathsep.join(dirs)
+
+
+def add_force_share(p: argparse.ArgumentParser) -> None:
+    """``-U/--force-share`` for commands that only read images, as qemu-img's."""
+    p.add_argument("-U", "--force-share", action="store_true",
+                   help="read images other processes are writing (what is read may be inconsistent)")
+
+
+def apply_force_share(args: argparse.Namespace) -> None:
+    """Readers in this process take no lock that keeps writers out (storage.locks)."""
+    if getattr(args, "force_share", False):
+        os.environ[FORCE_SHARE_ENV] = "1"

@@ -1,7 +1,7 @@
 """``vhdkit.check()``: validate an image's structure (and optional policies) for CI.
 
     report = vhdkit.check("disk.vhdx", policy=["type=fixed", "size-multiple=1MiB"])
-    report.verdict      # "clean", "leaks", "corrupt", "policy", "incomplete" or "not checked"
+    report.verdict      # "clean", "leaks", "corrupt", "policy", "incomplete", "in use" or "not checked"
     report.exit_code    # 0, 3, 2, 4, 1, 1 (validation/report.py has the table)
     for finding in report.findings: print(finding)
 
@@ -16,7 +16,7 @@ import time
 from typing import Sequence
 
 from .. import formats
-from ..errors import VhdkitError
+from ..errors import ImageInUseError, VhdkitError
 from ..formats import Format
 from ..storage import Borrowed, Store, open_store, redact
 from ..validation.policy import Rule, apply_rules, parse_rules
@@ -84,6 +84,7 @@ def _check(target: str | os.PathLike[str] | Store, rules: list[Rule],
         store: Store = open_store(path) if path is not None else target  # type: ignore[assignment]
     except VhdkitError as e:
         report.failure = str(e)
+        report.in_use = isinstance(e, ImageInUseError)
         return report
     try:
         fmt = formats.detect(store)

@@ -53,6 +53,7 @@ def open_image(
     resolve_parents: bool = True,
     tolerate_checksum: bool = False,
     unpublished: bool = False,
+    force_share: bool | None = None,
 ) -> VirtualDisk:
     """Open an image (a path, a URL, or ``fileobj=`` an open binary file) as a VirtualDisk.
 
@@ -67,7 +68,10 @@ def open_image(
     ``problems``). ``unpublished`` (with "r+"): the image is being filled where nobody uses it
     yet (a migration's target before its switch-over), so metadata skips the log and the
     ordering flushes until ``publish()``; a crash before then may leave it inconsistent, and it
-    must then be discarded.
+    must then be discarded. ``force_share`` (mode "r"): read an image other processes are
+    writing, as qemu-img -U does (what is read may be inconsistent); by default a reader is
+    refused such an image, and keeps writers out while it reads (see storage.locks). None: the
+    VHDKIT_FORCE_SHARE environment variable decides.
     """
     if mode not in MODES:
         raise ValueError("mode must be one of: " + "; ".join(f"{m!r} ({why})" for m, why in MODES.items())
@@ -75,7 +79,9 @@ def open_image(
     fmt = formats.get(format) if format is not None else None
     if unpublished and mode != "r+":
         raise ValueError("unpublished is for images opened r+")
-    options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum)
+    if force_share and mode != "r":
+        raise ValueError("force_share is for images opened read-only")
+    options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum, force_share)
     if fileobj is not None:
         store: Store = FileObjectStore(fileobj, writable=mode == "r+")
         if target is not None:
@@ -88,19 +94,20 @@ def open_image(
 
 class _Options:
     def __init__(self, allowed: Sequence[str | os.PathLike[str]] | None, resolve_parents: bool,
-                 tolerate_checksum: bool) -> None:
+                 tolerate_checksum: bool, force_share: bool | None = None) -> None:
         if allowed is None and os.environ.get(ALLOWED_DIRS_ENV):
             allowed = [d for d in os.environ[ALLOWED_DIRS_ENV].split(os.pathsep) if d]
         # None: the folder of the image opened (known only when the chain is walked)
         self.allowed = [_folder(os.fspath(d)) for d in allowed] if allowed is not None else None
         self.resolve_parents = resolve_parents
         self.tolerate_checksum = tolerate_checksum
+        self.force_share = force_share
 
 
 def _open_chain(target: str | os.PathLike[str], writable: bool, fmt: Format | None,
                 options: _Options, chain: list[str], unpublished: bool = False,
                 regular_only: bool = False) -> VirtualDisk:
-    store = open_store(target, writable=writable, regular_only=regular_only)
+    store = open_store(target, writable=writable, regular_only=regular_only, force_share=options.force_share)
     return _open_on_store(store, writable, fmt, options, chain, unpublished)
 
 

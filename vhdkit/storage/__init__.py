@@ -38,11 +38,13 @@ def is_url(target: str) -> bool:
 
 
 def open_store(target: str | os.PathLike[str], *, writable: bool = False, create: bool = False,
-               regular_only: bool = False) -> Store:
+               regular_only: bool = False, force_share: bool | None = None) -> Store:
     """Open ``target`` (path or URL) as a Store; read-only unless ``writable``. ``regular_only``:
-    a local path must be a regular file (not even a block device)."""
+    a local path must be a regular file (not even a block device). ``force_share``: a local
+    reader does not keep writers out (see LocalStore)."""
     if isinstance(target, os.PathLike):
-        return LocalStore(target, writable=writable, create=create, regular_only=regular_only)
+        return LocalStore(target, writable=writable, create=create, regular_only=regular_only,
+                          force_share=force_share)
     if not isinstance(target, str):
         raise TypeError(f"expected a path or URL, got {type(target).__name__}")
     if is_url(target):
@@ -50,10 +52,12 @@ def open_store(target: str | os.PathLike[str], *, writable: bool = False, create
 
         parsed = urlparse(target)
         if parsed.scheme == "file":
-            return LocalStore(unquote(parsed.path), writable=writable, create=create, regular_only=regular_only)
+            return LocalStore(unquote(parsed.path), writable=writable, create=create, regular_only=regular_only,
+                              force_share=force_share)
         if parsed.scheme == "smb":
             from .smb import SmbStore
 
             return SmbStore(target, writable=writable, create=create)
         return FsspecStore(target, writable=writable, create=create)
-    return LocalStore(target, writable=writable, create=create, regular_only=regular_only)
+    return LocalStore(target, writable=writable, create=create, regular_only=regular_only,
+                          force_share=force_share)

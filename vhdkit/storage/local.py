@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 from ..errors import ImageInUseError, ImageNotFoundError, StorageError
 from .base import BaseStore, _check_range
+from .locks import FORCE_SHARE_ENV, Access, ImageLock, lock_image
 
 # fallocate(2) modes (linux/falloc.h); Python's os module exposes only posix_fallocate.
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -61,11 +62,16 @@ class LocalStore(BaseStore):
     right after opening, and opening never blocks (O_NONBLOCK: opening a FIFO with no writer would
     otherwise wait forever). ``regular_only`` refuses block devices too (a parent named by an
     image's locator is never a device).
+
+    Every open takes QEMU's locks (storage.locks): a writer refuses an image another process
+    reads or writes, a reader one another process writes, unless ``force_share`` (default: the
+    VHDKIT_FORCE_SHARE environment variable) lets it read an image in use, as qemu-img -U does.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = False, create: bool = False,
-                 regular_only: bool = False) -> None:
+                 regular_only: bool = False, force_share: bool | None = None) -> None:
         self.path = os.fspath(path)
+        self._lock: ImageLock | None = None
         self.url = self.path
         self.writable = writable or create
         flags = os.O_RDWR if self.writable else os.O_RDONLY
@@ -94,6 +100,15 @@ class LocalStore(BaseStore):
                 os.close(self._fd)
                 self._fd = -1
                 raise ImageInUseError(f"{self.path} is open for writing elsewhere") from e
+        if force_share is None:
+            force_share = os.environ.get(FORCE_SHARE_ENV) == "1"
+        access = Access.WRITE if self.writable else Access.SHARED_READ if force_share else Access.READ
+        try:
+            self._lock = lock_image(self._fd, self.path, access)
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
 
     def preadinto(self, offset: int, buf: memoryview) -> int:
         _check_range(offset, len(buf))
@@ -142,6 +157,9 @@ class LocalStore(BaseStore):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def closed(self) -> bool:

@@ -11,6 +11,7 @@ unless the check is ``strict``: then they count as corruption.
     verdict       exit  meaning
     clean         0     nothing wrong (warnings aside, unless strict)
     not checked   1     the image could not be opened or read at all
+    in use        1     another process writes it (or forbids readers): try again when it is done
     incomplete    1     part of it could not be checked (a parent not found)
     corrupt       2     damage: a structure is wrong (or, strict, damaged but survivable)
     leaks         3     only space nothing references
@@ -28,8 +29,8 @@ POLICY = "policy"  # the image is sound but breaks a rule the caller required
 INCOMPLETE = "incomplete"  # something the check needs is missing (a differencing disk's parent)
 
 EXIT_CLEAN, EXIT_FAILED, EXIT_CORRUPT, EXIT_LEAKS, EXIT_POLICY = 0, 1, 2, 3, 4
-EXIT_CODES = {"clean": EXIT_CLEAN, "not checked": EXIT_FAILED, "incomplete": EXIT_FAILED, "corrupt": EXIT_CORRUPT,
-              "leaks": EXIT_LEAKS, "policy": EXIT_POLICY}
+EXIT_CODES = {"clean": EXIT_CLEAN, "not checked": EXIT_FAILED, "in use": EXIT_FAILED, "incomplete": EXIT_FAILED,
+              "corrupt": EXIT_CORRUPT, "leaks": EXIT_LEAKS, "policy": EXIT_POLICY}
 
 
 class Finding(NamedTuple):
@@ -57,6 +58,7 @@ class Report:
         self.findings: list[Finding] = []
         self.repairs: list[str] = []  # one sentence per change made, in order
         self.failure: str | None = None  # why the check could not run at all
+        self.in_use = False  # it could not run because another process writes the image
         self.leaked_bytes = 0
         self.seconds = 0.0  # how long the check took
 
@@ -72,7 +74,7 @@ class Report:
     @property
     def verdict(self) -> str:
         if self.failure is not None:
-            return "not checked"
+            return "in use" if self.in_use else "not checked"
         if self.count(ERROR) or (self.strict and self.count(WARNING)):
             return "corrupt"
         if self.count(INCOMPLETE):
