@@ -109,13 +109,13 @@ def check_vhdx(path: Path) -> dict[str, int]:
                           if e.guid == X.BAT_REGION)
         count = X.bat_entry_count(items["virtual_disk_size"], params.block_size, items["logical_sector_size"],
                                   bool(params.flags.has_parent))
-        assert count == len(disk.bat.entries)
+        assert count == len(disk.bat)
         ratio = X.chunk_ratio(params.block_size, items["logical_sector_size"])
         raw = _read(path, bat_region.file_offset, count * X.BAT_ENTRY_SIZE)
         for index in range(count):
             is_bitmap = (index + 1) % (ratio + 1) == 0
             entry = (X.SectorBitmapBatEntry if is_bitmap else X.PayloadBatEntry).parse(raw[8 * index : 8 * index + 8])
-            value = disk.bat.entries[index]
+            value = disk.bat[index]
             assert (int(entry.state), entry.file_offset_mb, entry.reserved) == \
                 (L.BatEntry.state.of(value), L.BatEntry.file_offset_mb.of(value), L.BatEntry.reserved.of(value))
             state_type = L.SectorBitmapState if is_bitmap else L.PayloadBlockState

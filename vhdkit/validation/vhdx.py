@@ -8,9 +8,8 @@ as an error and stops there. Sizes read from the file are bounded by the file si
 
 from __future__ import annotations
 
-import sys
 import os
-from array import array
+import struct
 from typing import Callable, Iterator
 
 from ..disk import VirtualDisk
@@ -120,13 +119,12 @@ def _check_log(store: Store, header: VhdxHeader, report: Report) -> Store | None
 
 def _check_bat(bat: BlockAllocationTable, geometry: BatGeometry, file_size: int, space: SpaceMap,
                report: Report) -> None:
-    entries = bat.entries
     ratio = geometry.chunk_ratio
     block_size = geometry.block_size
     base = bat.region_offset
     partial_chunks: set[int] = set()
     present_bitmaps: set[int] = set()
-    for index, value in _entries_to_check(entries, ratio):
+    for index, value in _entries_to_check(bat, ratio):
         state, offset = decode_entry(value)
         is_bitmap = (index + 1) % (ratio + 1) == 0
         where = base + index * L.BAT_ENTRY_SIZE
@@ -176,39 +174,39 @@ _SPACELESS_STATES = bytes((L.PayloadBlockState.NOT_PRESENT, L.PayloadBlockState.
                            L.PayloadBlockState.UNMAPPED, L.PayloadBlockState.UNMAPPED_V095))
 
 
-def _entries_to_check(entries: array, ratio: int) -> Iterator[tuple[int, int]]:
+def _entries_to_check(bat: BlockAllocationTable, ratio: int) -> Iterator[tuple[int, int]]:
     """(index, value) of the entries that need a closer look; skipped: 0 everywhere, and a
     space-less payload state at offset 0. Whole 4 KiB pages of skippable entries cost a few
-    byte-string operations, so a 64 TiB disk's BAT (two million entries) takes milliseconds."""
-    raw = entries.tobytes() if sys.byteorder == "little" else _little_endian(entries)
+    byte-string operations, and the table is streamed a page at a time, so a 64 TiB disk's BAT
+    (64 million entries with 1 MiB blocks) takes a second or so and no more memory than a page."""
     step = _PAGE * L.BAT_ENTRY_SIZE
     zero = bytes(step)
-    for start in range(0, len(raw), step):
-        page = raw[start : start + step]
-        first = start // L.BAT_ENTRY_SIZE
-        count = len(page) // L.BAT_ENTRY_SIZE
-        if page == zero[: len(page)]:
+    for page_first, raw in bat.page_bytes():
+        if raw == bytes(len(raw)):
             continue
-        highs = bytearray(page)
-        highs[0 :: L.BAT_ENTRY_SIZE] = bytes(count)
-        if highs == zero[: len(page)] and not page[0 :: L.BAT_ENTRY_SIZE].translate(None, _SPACELESS_STATES):
-            # Only sector-bitmap slots could still be wrong here (a payload state is no bitmap state).
-            slot = (first // (ratio + 1) + 1) * (ratio + 1) - 1
-            while slot < first + count:
-                if entries[slot]:
-                    yield slot, entries[slot]
-                slot += ratio + 1
-            continue
-        for index in range(first, first + count):
-            value = entries[index]
-            if value:
-                yield index, value
+        for start in range(0, len(raw), step):
+            page = raw[start : start + step]
+            first = page_first + start // L.BAT_ENTRY_SIZE
+            count = len(page) // L.BAT_ENTRY_SIZE
+            if page == zero[: len(page)]:
+                continue
+            highs = bytearray(page)
+            highs[0 :: L.BAT_ENTRY_SIZE] = bytes(count)
+            if highs == zero[: len(page)] and not page[0 :: L.BAT_ENTRY_SIZE].translate(None, _SPACELESS_STATES):
+                # Only sector-bitmap slots could still be wrong here (a payload state is no bitmap state).
+                slot = (first // (ratio + 1) + 1) * (ratio + 1) - 1
+                while slot < first + count:
+                    value = _ENTRY.unpack_from(page, (slot - first) * L.BAT_ENTRY_SIZE)[0]
+                    if value:
+                        yield slot, value
+                    slot += ratio + 1
+                continue
+            for i, (value,) in enumerate(_ENTRY.iter_unpack(page)):
+                if value:
+                    yield first + i, value
 
 
-def _little_endian(entries: array) -> bytes:
-    swapped = array("Q", entries)
-    swapped.byteswap()
-    return swapped.tobytes()
+_ENTRY = struct.Struct("<Q")
 
 
 def _claim_block(space: SpaceMap, report: Report, name: str, where: int, offset: int, length: int,

@@ -10,8 +10,11 @@ correctly and larger ones wrongly, so the tests use images that cross chunks.
 from __future__ import annotations
 
 import sys
+import threading
+import weakref
 from array import array
-from typing import NamedTuple
+from collections import OrderedDict
+from typing import Iterator, NamedTuple
 
 from ..errors import CorruptImageError
 from ..storage import Store
@@ -57,16 +60,56 @@ class BatGeometry(NamedTuple):
         return (chunk + 1) * (self.chunk_ratio + 1) - 1
 
 
-class BlockAllocationTable:
-    """The BAT entries as a u64 array; state and offset decoded on access."""
+# Entries are held in pages of 1 MiB (131072 entries), read when first needed. A 64 TiB disk with
+# 1 MiB blocks has a 512 MiB BAT; reading it whole cost that much memory per chain level (and a
+# copy more to summarise it). Pages of zeros (most of a sparse disk's) are remembered as such,
+# not stored. Pages read but never changed still match the file (nothing writes the BAT but the
+# table's owner): past _MAX_CLEAN_PAGES of them, counted over every table in the process (a chain
+# may be 256 deep), the oldest are dropped, to be read again when needed. Changed pages stay.
+PAGE_ENTRIES = 1 << 17
+_PAGE_BYTES = PAGE_ENTRIES * L.BAT_ENTRY_SIZE
+_MAX_CLEAN_PAGES = 128
+_ZERO_PAGE_BYTES = bytes(_PAGE_BYTES)
+_pages_mutex = threading.Lock()  # every table's page bookkeeping, and the shared clean list
+_clean_pages: OrderedDict[tuple[int, int], weakref.ref[BlockAllocationTable]] = OrderedDict()
 
-    def __init__(self, geometry: BatGeometry, entries: array, region_offset: int) -> None:
+
+def _remember_clean(table: BlockAllocationTable, page: int) -> None:
+    """Called with _pages_mutex held: ``page`` of ``table`` was read; drop the oldest clean pages."""
+    _clean_pages[(id(table), page)] = weakref.ref(table)
+    while len(_clean_pages) > _MAX_CLEAN_PAGES:
+        (_, old_page), ref = _clean_pages.popitem(last=False)
+        owner = ref()
+        if owner is not None and old_page not in owner._dirty:  # noqa: SLF001
+            owner._pages.pop(old_page, None)  # noqa: SLF001
+
+
+class BlockAllocationTable:
+    """The BAT entries (u64), paged in from ``source`` as they are used; state and offset decoded
+    on access. ``table[index]`` reads an entry and ``table[index] = value`` sets one (in memory:
+    the caller's write session puts the changed sectors in the file)."""
+
+    def __init__(self, geometry: BatGeometry, entries: array | None, region_offset: int,
+                 source: Store | None = None) -> None:
         self.geometry = geometry
-        self.entries = entries
         self.region_offset = region_offset
+        self._count = geometry.entry_count
+        self._source = source
+        self._pages: dict[int, array | None] = {}  # loaded pages; None: all zero
+        self._dirty: set[int] = set()  # changed pages: kept for good
+        if entries is not None:  # a whole table built in memory: every page is its own
+            if len(entries) != self._count:
+                raise ValueError(f"{len(entries)} entries for a BAT of {self._count}")
+            for first in range(0, self._count, PAGE_ENTRIES):
+                self._pages[first // PAGE_ENTRIES] = entries[first : first + PAGE_ENTRIES]
+                self._dirty.add(first // PAGE_ENTRIES)
+        elif source is None:
+            raise ValueError("a BAT needs its entries or a store to read them from")
 
     @classmethod
     def read(cls, store: Store, geometry: BatGeometry, region_offset: int, region_length: int) -> "BlockAllocationTable":
+        """The table of the BAT region at ``region_offset`` in ``store`` (which must stay open:
+        entries are read when first used)."""
         count = geometry.entry_count
         needed = count * L.BAT_ENTRY_SIZE
         if needed > region_length:
@@ -77,82 +120,181 @@ class BlockAllocationTable:
             raise CorruptImageError("the BAT extends past the end of the file", structure="BAT region",
                                     offset=region_offset, expected=f"end <= {store.size():#x}",
                                     found=region_offset + needed)
-        # Read straight into the array: one buffer, one copy (a 64 TiB disk's BAT is 16 MiB).
-        entries = array("Q", bytes(L.BAT_ENTRY_SIZE)) * count
-        got = store.preadinto(region_offset, memoryview(entries).cast("B"))
-        if got != needed:
-            raise CorruptImageError("the BAT is truncated", structure="BAT region", offset=region_offset)
-        if sys.byteorder == "big":
-            entries.byteswap()
-        return cls(geometry, entries, region_offset)
+        return cls(geometry, None, region_offset, source=store)
+
+    def __len__(self) -> int:
+        return self._count
+
+    # -- pages ---------------------------------------------------------------------------------
+    def _page_length(self, page: int) -> int:
+        return min(PAGE_ENTRIES, self._count - page * PAGE_ENTRIES)
+
+    def _read_page_bytes(self, page: int) -> bytes | bytearray:
+        """Page ``page``'s bytes as the file holds them (little-endian)."""
+        assert self._source is not None
+        n = self._page_length(page) * L.BAT_ENTRY_SIZE
+        buf = bytearray(n)
+        got = self._source.preadinto(self.region_offset + page * _PAGE_BYTES, memoryview(buf))
+        if got != n:
+            raise CorruptImageError("the BAT is truncated", structure="BAT region",
+                                    offset=self.region_offset + page * _PAGE_BYTES + got)
+        return buf
+
+    def _load(self, page: int) -> array | None:
+        """The page's entries (None: all zero), read and remembered if not yet."""
+        try:
+            return self._pages[page]
+        except KeyError:
+            pass
+        raw = self._read_page_bytes(page)
+        entries = None if raw == _ZERO_PAGE_BYTES[: len(raw)] else _entries_of(raw)
+        with _pages_mutex:
+            if page in self._pages:  # another thread was first
+                return self._pages[page]
+            self._pages[page] = entries
+            if entries is not None:
+                _remember_clean(self, page)
+        return entries
+
+    def page_bytes(self) -> Iterator[tuple[int, bytes]]:
+        """(first index, little-endian bytes) of each page in order: the whole table streamed,
+        pages not yet loaded read without being kept."""
+        for page in range((self._count + PAGE_ENTRIES - 1) // PAGE_ENTRIES):
+            first = page * PAGE_ENTRIES
+            if page in self._pages:
+                entries = self._pages.get(page)
+                if entries is None:
+                    yield first, _ZERO_PAGE_BYTES[: self._page_length(page) * L.BAT_ENTRY_SIZE]
+                else:
+                    yield first, _bytes_of(entries)
+            else:
+                yield first, bytes(self._read_page_bytes(page))
+
+    def nonzero(self) -> Iterator[tuple[int, int]]:
+        """(index, value) of every entry that is not 0, in order."""
+        for first, raw in self.page_bytes():
+            if raw == _ZERO_PAGE_BYTES[: len(raw)]:
+                continue
+            for i, value in enumerate(_entries_of(raw)):
+                if value:
+                    yield first + i, value
+
+    # -- entries -------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self._count:
+            raise IndexError(f"BAT entry {index} of {self._count}")
+        entries = self._load(index // PAGE_ENTRIES)
+        return 0 if entries is None else entries[index % PAGE_ENTRIES]
+
+    def __setitem__(self, index: int, value: int) -> None:
+        if not 0 <= index < self._count:
+            raise IndexError(f"BAT entry {index} of {self._count}")
+        page = index // PAGE_ENTRIES
+        self._load(page)
+        with _pages_mutex:
+            entries = self._pages.get(page)
+            if entries is None:  # all zero, or dropped since: read it again (it is unchanged)
+                if page in self._pages or self._source is None:
+                    entries = array("Q", bytes(self._page_length(page) * L.BAT_ENTRY_SIZE))
+                else:
+                    entries = _entries_of(self._read_page_bytes(page))
+                self._pages[page] = entries
+            self._dirty.add(page)
+            _clean_pages.pop((id(self), page), None)
+            entries[index % PAGE_ENTRIES] = value
 
     def payload(self, block: int) -> tuple[int, int]:
         """(state, file offset in bytes) of payload block ``block``."""
-        return decode_entry(self.entries[self.geometry.payload_index(block)])
+        return decode_entry(self[self.geometry.payload_index(block)])
 
     def bitmap(self, chunk: int) -> tuple[int, int]:
         """(state, file offset in bytes) of the sector bitmap block of ``chunk``."""
-        return decode_entry(self.entries[self.geometry.bitmap_index(chunk)])
+        return decode_entry(self[self.geometry.bitmap_index(chunk)])
 
     def set_payload(self, block: int, state: int, file_offset: int = 0) -> int:
         """Set payload block ``block``'s entry; returns its index (for the dirty sector)."""
         index = self.geometry.payload_index(block)
-        self.entries[index] = encode_entry(state, file_offset)
+        self[index] = encode_entry(state, file_offset)
         return index
 
     def set_bitmap(self, chunk: int, state: int, file_offset: int = 0) -> int:
         index = self.geometry.bitmap_index(chunk)
-        self.entries[index] = encode_entry(state, file_offset)
+        self[index] = encode_entry(state, file_offset)
         return index
 
     def sector_bytes(self, sector: int) -> bytes:
         """The on-disk bytes of 4 KiB BAT sector ``sector`` (zeros past the last entry)."""
         per = L.LOG_SECTOR_SIZE // L.BAT_ENTRY_SIZE
-        part = self.entries[sector * per : (sector + 1) * per]
-        if sys.byteorder == "big":
-            part = array("Q", part)
-            part.byteswap()
-        raw = part.tobytes()
+        first = sector * per
+        entries = self._load(first // PAGE_ENTRIES) if first < self._count else None
+        if entries is None:
+            return bytes(L.LOG_SECTOR_SIZE)
+        at = first % PAGE_ENTRIES  # a sector never straddles pages: PAGE_ENTRIES is a multiple of per
+        raw = _bytes_of(entries[at : at + per])
         return raw + bytes(L.LOG_SECTOR_SIZE - len(raw))
 
-    def to_bytes(self) -> bytes:
-        raw = array("Q", self.entries)
-        if sys.byteorder == "big":
-            raw.byteswap()
-        return raw.tobytes()
+    def to_array(self) -> array:
+        """Every entry, in one array (memory: 8 bytes per entry)."""
+        whole = array("Q")
+        for _, raw in self.page_bytes():
+            whole.extend(_entries_of(raw))
+        return whole
 
+    def to_bytes(self) -> bytes:
+        return b"".join(raw for _, raw in self.page_bytes())
+
+    # -- summaries -----------------------------------------------------------------------------
     def payload_state_counts(self) -> dict[str, int]:
-        """How many payload blocks are in each state (by spec name)."""
+        """How many payload blocks are in each state (by spec name), page by page."""
         g = self.geometry
-        counts: dict[str, int] = {}
-        states = bytes(memoryview(self.entries.tobytes())[:: L.BAT_ENTRY_SIZE]) if sys.byteorder == "little" else bytes(
-            v & 0xFF for v in self.entries
-        )
-        # Drop the interleaved sector-bitmap slots: every (chunk_ratio + 1)-th entry.
         step = g.chunk_ratio + 1
-        payload = bytearray()
-        for start in range(0, len(states), step):
-            payload += states[start : start + g.chunk_ratio]
-        payload = payload[: g.data_blocks]
         table = bytes(L.BatEntry.state.of(i) for i in range(256))  # the state is in the low byte
-        masked = bytes(payload).translate(table)
-        for value in range(8):
-            n = masked.count(value)
-            if n:
-                name = state_name(L.PayloadBlockState, value)
-                counts[name] = counts.get(name, 0) + n
-        return counts
+        totals = [0] * 8
+        for first, raw in self.page_bytes():
+            states = raw[0 :: L.BAT_ENTRY_SIZE].translate(table)
+            # Drop the interleaved sector-bitmap slots (every (chunk_ratio + 1)-th entry) and the
+            # slots past the last block.
+            slot = (first // step + 1) * step - 1 - first  # the first bitmap slot in this page
+            kept = bytearray()
+            pos = 0
+            while slot < len(states):
+                kept += states[pos:slot]
+                pos = slot + 1
+                slot += step
+            kept += states[pos:]
+            payload_first = first - first // step  # payload blocks before this page
+            kept = kept[: max(0, g.data_blocks - payload_first)]
+            for value in range(8):
+                totals[value] += kept.count(value)
+        return {state_name(L.PayloadBlockState, value): n for value, n in enumerate(totals) if n}
 
     def bitmap_state_counts(self) -> dict[str, int]:
         g = self.geometry
         counts: dict[str, int] = {}
         for chunk in range(g.bitmap_blocks):
             index = g.bitmap_index(chunk)
-            if index >= len(self.entries):
+            if index >= self._count:
                 break
-            name = state_name(L.SectorBitmapState, L.BatEntry.state.of(self.entries[index]))
+            name = state_name(L.SectorBitmapState, L.BatEntry.state.of(self[index]))
             counts[name] = counts.get(name, 0) + 1
         return counts
+
+
+def _entries_of(raw: bytes | bytearray) -> array:
+    """Little-endian entry bytes as an array of ints (in this machine's order)."""
+    entries = array("Q")
+    entries.frombytes(raw)
+    if sys.byteorder == "big":
+        entries.byteswap()
+    return entries
+
+
+def _bytes_of(entries: array) -> bytes:
+    """An array of entries as the file holds them (little-endian)."""
+    if sys.byteorder == "big":
+        entries = array("Q", entries)
+        entries.byteswap()
+    return entries.tobytes()
 
 
 def decode_entry(value: int) -> tuple[int, int]:

@@ -80,7 +80,7 @@ def _pieces(disk: VhdxDisk) -> list[_Piece]:
     """Every stored payload block and sector bitmap, by file offset."""
     ratio = disk.geometry.chunk_ratio
     out = []
-    for index, value in enumerate(disk.bat.entries):
+    for index, value in disk.bat.nonzero():
         state, offset = decode_entry(value)
         if not offset:
             continue
@@ -128,8 +128,8 @@ def _move_down(disk: VhdxDisk) -> int:
         store.flush()
         tx = Transaction()
         for piece, spot in plan:
-            state, _ = decode_entry(disk.bat.entries[piece.index])
-            disk.bat.entries[piece.index] = encode_entry(state, spot)
+            state, _ = decode_entry(disk.bat[piece.index])
+            disk.bat[piece.index] = encode_entry(state, spot)
             tx.touch_bat(piece.index)
         disk._session.commit(tx)  # noqa: SLF001
         disk._bitmap_cache.clear()  # noqa: SLF001

@@ -56,7 +56,7 @@ def resize(disk: VhdxDisk, new_size: int, *, force: bool = False) -> None:
         new = BatGeometry(new_size, old.block_size, lss, old.has_parent)
         entries = array("Q", bytes(8)) * new.entry_count
         keep = min(old.entry_count, new.entry_count)
-        entries[:keep] = disk.bat.entries[:keep]
+        entries[:keep] = disk.bat.to_array()[:keep]
         store = disk.file_store
         region = disk.regions.current.find(L.BAT_REGION_GUID)
         fixed = disk.metadata.leave_block_allocated
@@ -101,7 +101,7 @@ def _cut_unreferenced_tail(disk: VhdxDisk) -> None:
     end = max([region.end for region in disk.regions.current.regions]
               + [disk.header.log_offset + disk.header.log_length])
     ratio = disk.geometry.chunk_ratio
-    for index, value in enumerate(disk.bat.entries):
+    for index, value in disk.bat.nonzero():
         _, offset = decode_entry(value)
         if offset:  # a sector bitmap entry follows every chunk-ratio payload entries (2.5)
             length = L.SECTOR_BITMAP_BLOCK_SIZE if index % (ratio + 1) == ratio else disk.geometry.block_size
