@@ -61,18 +61,17 @@ class DiskService:
         self._closing: list[threading.Thread] = []
 
     # -- serving -------------------------------------------------------------------------------
-    def serve_nbd(self, address: str) -> None:
+    def serve_nbd(self, address: str, *, insecure: bool = False, **options: Any) -> None:
+        """Export the disk at ``address``; ``options`` are NbdServer's (TLS, export name, caps)."""
         from ..nbd import NbdServer  # only a service that exports its disk loads the NBD server
 
-        self._nbd = NbdServer(self.guest, description=os.path.basename(self.image)).listen(address).start()
+        server = NbdServer(self.guest, description=os.path.basename(self.image), **options)
+        self._nbd = server.listen(address, insecure=insecure).start()
 
     def serve_control(self, path: str) -> None:
-        if os.path.exists(path):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
-        os.chmod(path, 0o600)  # the control socket moves disks: its owner only
-        sock.listen(8)
+        from ..nbd.listen import bind_unix_private
+
+        sock = bind_unix_private(path, backlog=8)  # the control socket moves disks: its owner only
         self._control, self._control_path = sock, path
         threading.Thread(target=self._accept, name="vhdkit-control", daemon=True).start()
 

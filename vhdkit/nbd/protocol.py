@@ -35,6 +35,7 @@ REP_META_CONTEXT = 4
 REP_ERR_UNSUP = 2**31 + 1
 REP_ERR_POLICY = 2**31 + 2
 REP_ERR_INVALID = 2**31 + 3
+REP_ERR_TLS_REQD = 2**31 + 5
 REP_ERR_UNKNOWN = 2**31 + 6
 
 INFO_EXPORT = 0
@@ -96,3 +97,4 @@ STRUCTURED_REPLY = struct.Struct(">IHHQI")  # magic, flags, type, cookie, length
 
 MAX_OPTION_LENGTH = 64 * 1024  # larger option data is refused (a string is at most 4096 bytes)
 MAX_REQUEST = 32 * 1024 * 1024  # reads and writes up to 32 MiB, as the spec's interoperable maximum
+IO_CHUNK = 1024 * 1024  # reads are sent and writes taken in pieces this big: a connection's memory

@@ -4,9 +4,17 @@ Fixed newstyle handshake (NBD_OPT_GO / INFO / EXPORT_NAME / LIST / ABORT, struct
 the ``base:allocation`` metadata context), then READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES,
 CACHE and BLOCK_STATUS. Every request goes through a GuestDisk, so a mirror job running in the
 same process sees the writes and can switch the export to another disk under the client's feet.
-One thread per connection; requests on a connection are served in order. Any export name is
-accepted (there is one export). Bounds: option data ≤ 64 KiB, reads and writes ≤ 32 MiB; a
-client that breaks the protocol is disconnected, never trusted.
+One thread per connection; requests on a connection are served in order.
+
+Fit to leave loopback (as qemu-nbd): TLS by NBD_OPT_STARTTLS with the ssl module, the client
+proving itself with a certificate the given CA signed (and, if names are given, one of those
+names); with TLS configured every option before STARTTLS is refused (the spec's "forced TLS"). A
+TCP address off this machine without TLS is refused unless ``insecure``. The export answers to
+its name only (``export_name``, default ""). At most ``max_clients`` connections (default 1, as
+qemu-nbd); the next waits for a slot. A client must finish its handshake within
+``handshake_limit`` seconds. Bounds: option data ≤ 64 KiB, reads and writes ≤ 32 MiB, moved in
+1 MiB pieces (a connection holds about 1 MiB however it pipelines); a client that breaks the
+protocol is disconnected, never trusted.
 """
 
 from __future__ import annotations
@@ -15,12 +23,16 @@ import os
 import socket
 import struct
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..disk import ExtentState, VirtualDisk
 from ..errors import ReadOnlyError, VhdkitError
 from ..guest import GuestDisk
 from . import protocol as P
+from .listen import ListenError, bind_unix_private, is_loopback
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class ProtocolError(Exception):
@@ -40,29 +52,50 @@ def parse_address(address: str) -> tuple[int, Any]:
 
 
 class NbdServer:
-    def __init__(self, disk: GuestDisk | VirtualDisk, *, read_only: bool = False, description: str = "") -> None:
+    def __init__(self, disk: GuestDisk | VirtualDisk, *, read_only: bool = False, description: str = "",
+                 export_name: str = "", tls: ssl.SSLContext | None = None, tls_clients: Sequence[str] = (),
+                 max_clients: int = 1, handshake_limit: float = 10.0) -> None:
+        """``tls``: a server context (see ``tls_context``); ``tls_clients``: client certificate
+        common names allowed (empty: any the context accepts)."""
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be at least 1, not {max_clients}")
+        if not handshake_limit > 0:
+            raise ValueError(f"handshake_limit must be a positive number of seconds, not {handshake_limit}")
         self.disk = disk if isinstance(disk, GuestDisk) else GuestDisk(disk)
         self.read_only = read_only or not self.disk.writable
         self.description = description
+        self.export_name = export_name
+        self.tls = tls
+        self.tls_clients = frozenset(tls_clients)
+        self.max_clients = max_clients
+        self.handshake_limit = handshake_limit
+        self._slots = threading.BoundedSemaphore(max_clients)
         self._listener: socket.socket | None = None
         self._unix_path: str | None = None
         self._threads: list[threading.Thread] = []
-        self._connections: set[socket.socket] = set()
+        self._sessions: set[_Session] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
     # -- life ----------------------------------------------------------------------------------
-    def listen(self, address: str) -> "NbdServer":
+    def listen(self, address: str, *, insecure: bool = False) -> "NbdServer":
+        """Listen at ``address``; a TCP address off this machine needs TLS, or ``insecure``."""
         family, where = parse_address(address)
-        sock = socket.socket(family, socket.SOCK_STREAM)
         if family == socket.AF_UNIX:
-            if os.path.exists(where):
-                os.unlink(where)  # a socket left by a server that died
+            self._listener = bind_unix_private(where)
             self._unix_path = where
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(where)
-        sock.listen(16)
+            return self
+        if self.tls is None and not insecure and not is_loopback(where[0]):
+            raise ListenError(f"{where[0]} is not a loopback address: the export would be readable and writable "
+                              "by anyone on the network. Give TLS credentials (--tls-creds), or --insecure")
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(where)
+            sock.listen(16)
+        except OSError as e:
+            sock.close()
+            raise ListenError(f"cannot listen at {address}: {e.strerror}") from e
         self._listener = sock
         return self
 
@@ -80,19 +113,21 @@ class NbdServer:
     def serve_forever(self) -> None:
         assert self._listener is not None, "listen() first"
         while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=0.5):  # all taken: the next client waits its turn
+                continue
             try:
                 conn, _ = self._listener.accept()
             except OSError:
+                self._slots.release()
                 break
             if self._stopping.is_set():
                 conn.close()
+                self._slots.release()
                 break
-            if conn.family == socket.AF_INET:
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._connections.add(conn)
             thread = threading.Thread(target=self._serve, args=(conn,), name="vhdkit-nbd-conn", daemon=True)
-            self._threads.append(thread)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
     def stop(self) -> None:
@@ -105,15 +140,18 @@ class NbdServer:
                 pass
             self._listener.close()
         with self._lock:
-            for conn in list(self._connections):
+            for session in list(self._sessions):
                 try:
-                    conn.shutdown(socket.SHUT_RDWR)
+                    session.conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
         for thread in self._threads:
             thread.join(5)
-        if self._unix_path and os.path.exists(self._unix_path):
-            os.unlink(self._unix_path)
+        if self._unix_path:
+            try:
+                os.unlink(self._unix_path)
+            except FileNotFoundError:
+                pass
         try:
             self.disk.flush()
         except (VhdkitError, OSError, ValueError):
@@ -121,16 +159,51 @@ class NbdServer:
 
     # -- one connection ------------------------------------------------------------------------
     def _serve(self, conn: socket.socket) -> None:
+        session = _Session(self, conn)
+        with self._lock:
+            self._sessions.add(session)
         try:
-            session = _Session(self, conn)
+            conn.settimeout(self.handshake_limit)  # a client that never finishes holds no slot for long
             if session.handshake():
+                session.conn.settimeout(None)
                 session.transmission()
-        except (ProtocolError, ConnectionError, OSError):
+        except (ProtocolError, ConnectionError, OSError):  # (ssl.SSLError and socket.timeout are OSErrors)
             pass
         finally:
             with self._lock:
-                self._connections.discard(conn)
+                self._sessions.discard(session)
+            session.conn.close()
             conn.close()
+            self._slots.release()
+
+
+def _common_name(certificate: dict[str, Any] | None) -> str | None:
+    """The subject's commonName of a certificate as ssl.getpeercert() gives it."""
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    """A server TLS context: this server's certificate and key, and the CA whose certificates
+    clients must present (TLS 1.2 at least)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def tls_context_from_dir(folder: str) -> ssl.SSLContext:
+    """``tls_context`` from a folder laid out as QEMU's tls-creds-x509 (endpoint=server) wants:
+    ca-cert.pem, server-cert.pem, server-key.pem."""
+    return tls_context(os.path.join(folder, "server-cert.pem"), os.path.join(folder, "server-key.pem"),
+                       os.path.join(folder, "ca-cert.pem"))
 
 
 class _Session:
@@ -141,6 +214,7 @@ class _Session:
         self.structured = False
         self.meta_context: int | None = None  # id of base:allocation once selected
         self.no_zeroes = False
+        self.secured = False  # STARTTLS done
 
     # -- bytes ---------------------------------------------------------------------------------
     def recv_exact(self, n: int) -> bytearray:
@@ -169,7 +243,17 @@ class _Session:
             if length > P.MAX_OPTION_LENGTH:
                 raise ProtocolError(f"option data of {length} bytes")
             data = bytes(self.recv_exact(length))
+            if self.server.tls is not None and not self.secured and option not in (P.OPT_STARTTLS, P.OPT_ABORT):
+                if option == P.OPT_EXPORT_NAME:  # no way to answer it with an error: hang up
+                    raise ProtocolError("NBD_OPT_EXPORT_NAME before TLS")
+                self.reply(option, P.REP_ERR_TLS_REQD, b"this server requires TLS: NBD_OPT_STARTTLS first")
+                continue
+            if option == P.OPT_STARTTLS:
+                self.start_tls(data)
+                continue
             if option == P.OPT_EXPORT_NAME:
+                if data.decode("utf-8", "replace") != self.server.export_name:
+                    raise ProtocolError("no such export")  # the option has no error reply: hang up
                 flags = self.transmission_flags()
                 self.conn.sendall(struct.pack(">QH", self.disk.size, flags) + (b"" if self.no_zeroes else bytes(124)))
                 return True
@@ -180,7 +264,7 @@ class _Session:
                 if self.info(option, data) and option == P.OPT_GO:
                     return True
             elif option == P.OPT_LIST:
-                name = b""
+                name = self.server.export_name.encode()
                 self.reply(option, P.REP_SERVER, struct.pack(">I", len(name)) + name)
                 self.reply(option, P.REP_ACK)
             elif option == P.OPT_STRUCTURED_REPLY:
@@ -194,12 +278,29 @@ class _Session:
             else:
                 self.reply(option, P.REP_ERR_UNSUP, b"not supported by this server")
 
+    def start_tls(self, data: bytes) -> None:
+        """NBD_OPT_STARTTLS: acknowledge, then the TLS handshake, then the client's certificate."""
+        if self.server.tls is None:
+            self.reply(P.OPT_STARTTLS, P.REP_ERR_UNSUP, b"TLS is not configured on this server")
+            return
+        if data or self.secured:
+            self.reply(P.OPT_STARTTLS, P.REP_ERR_INVALID, b"STARTTLS takes no data, once")
+            return
+        self.reply(P.OPT_STARTTLS, P.REP_ACK)
+        self.conn = self.server.tls.wrap_socket(self.conn, server_side=True)  # CERT_REQUIRED: verified here
+        self.secured = True
+        allowed = self.server.tls_clients
+        if allowed and _common_name(self.conn.getpeercert()) not in allowed:
+            raise ProtocolError("the client certificate's name is not among those allowed")
+
     def reply(self, option: int, kind: int, data: bytes = b"") -> None:
         self.conn.sendall(P.OPTION_REPLY.pack(P.OPTION_REPLY_MAGIC, option, kind, len(data)) + data)
 
     def transmission_flags(self) -> int:
         flags = (P.FLAG_HAS_FLAGS | P.FLAG_SEND_FLUSH | P.FLAG_SEND_FUA | P.FLAG_SEND_TRIM
-                 | P.FLAG_SEND_WRITE_ZEROES | P.FLAG_SEND_DF | P.FLAG_CAN_MULTI_CONN | P.FLAG_SEND_CACHE)
+                 | P.FLAG_SEND_WRITE_ZEROES | P.FLAG_SEND_DF | P.FLAG_SEND_CACHE)
+        if self.server.max_clients > 1:
+            flags |= P.FLAG_CAN_MULTI_CONN
         if self.server.read_only:
             flags |= P.FLAG_READ_ONLY
         return flags
@@ -213,6 +314,10 @@ class _Session:
                 raise struct.error("length mismatch")
         except struct.error:
             self.reply(option, P.REP_ERR_INVALID, b"malformed NBD_OPT_INFO/GO data")
+            return False
+        name = data[4 : 4 + name_length].decode("utf-8", "replace")
+        if name != self.server.export_name:
+            self.reply(option, P.REP_ERR_UNKNOWN, f"no export named {name[:200]!r} here".encode())
             return False
         self.reply(option, P.REP_INFO, struct.pack(">HQH", P.INFO_EXPORT, self.disk.size, self.transmission_flags()))
         if P.INFO_BLOCK_SIZE in requests:
@@ -260,20 +365,21 @@ class _Session:
             if kind == P.CMD_DISC:
                 self.disk.flush()
                 return
-            payload = None
-            if kind == P.CMD_WRITE:
-                if length > P.MAX_REQUEST:
-                    raise ProtocolError(f"a write of {length} bytes")  # cannot skip it safely: hang up
-                payload = self.recv_exact(length)
+            if kind == P.CMD_WRITE and length > P.MAX_REQUEST:
+                raise ProtocolError(f"a write of {length} bytes")  # cannot skip it safely: hang up
+            refusal = None
             if kind in (P.CMD_READ, P.CMD_WRITE, P.CMD_TRIM, P.CMD_WRITE_ZEROES, P.CMD_CACHE, P.CMD_BLOCK_STATUS):
                 if offset + length > size or (kind == P.CMD_READ and length > P.MAX_REQUEST):
-                    self.error(cookie, P.EINVAL, "outside the export")
-                    continue
-            if self.server.read_only and kind in (P.CMD_WRITE, P.CMD_TRIM, P.CMD_WRITE_ZEROES):
-                self.error(cookie, P.EPERM, "the export is read-only")
+                    refusal = (P.EINVAL, "outside the export")
+            if refusal is None and self.server.read_only and kind in (P.CMD_WRITE, P.CMD_TRIM, P.CMD_WRITE_ZEROES):
+                refusal = (P.EPERM, "the export is read-only")
+            if refusal is not None:
+                if kind == P.CMD_WRITE:
+                    self.drain(length)
+                self.error(cookie, *refusal)
                 continue
             try:
-                self.command(kind, flags, cookie, offset, length, payload)
+                self.command(kind, flags, cookie, offset, length)
             except ReadOnlyError as e:
                 self.error(cookie, P.EPERM, str(e))
             except (ValueError, struct.error) as e:
@@ -282,22 +388,18 @@ class _Session:
                 errno = P.ENOSPC if getattr(e, "errno", None) == 28 or "space" in str(e) else P.EIO
                 self.error(cookie, errno, str(e))
 
-    def command(self, kind: int, flags: int, cookie: int, offset: int, length: int, payload: bytearray | None) -> None:
+    def drain(self, n: int) -> None:
+        """Receive and drop ``n`` bytes (a refused write's payload), a piece at a time."""
+        while n:
+            n -= len(self.recv_exact(min(n, P.IO_CHUNK)))
+
+    def command(self, kind: int, flags: int, cookie: int, offset: int, length: int) -> None:
         fua = bool(flags & P.CMD_FLAG_FUA)
         if kind == P.CMD_READ:
-            buf = bytearray(length)
-            self.disk.preadinto(offset, buf)
-            if self.structured:
-                header = P.STRUCTURED_REPLY.pack(P.STRUCTURED_REPLY_MAGIC, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA,
-                                                 cookie, 8 + length)
-                self.conn.sendall(header + struct.pack(">Q", offset))
-            else:
-                self.conn.sendall(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, 0, cookie))
-            self.conn.sendall(buf)  # a second send rather than a copy of up to 32 MiB
+            self.read(cookie, offset, length)
             return
         if kind == P.CMD_WRITE:
-            assert payload is not None
-            self.disk.pwrite(offset, payload, fua=fua)
+            self.write(offset, length, fua)
         elif kind == P.CMD_FLUSH:
             self.disk.flush()
         elif kind == P.CMD_TRIM:
@@ -318,6 +420,46 @@ class _Session:
             self.error(cookie, P.EINVAL, f"unknown command {kind}")
             return
         self.ok(cookie)
+
+    def read(self, cookie: int, offset: int, length: int) -> None:
+        """A read, sent a piece at a time. The first piece is read before anything is sent, so
+        its failure is an ordinary error reply; a later one ends a structured reply with an
+        error chunk, and a simple reply (which has no way to say it) with the connection."""
+        buf = bytearray(min(length, P.IO_CHUNK))
+        first = memoryview(buf)[: min(length, P.IO_CHUNK)]
+        self.disk.preadinto(offset, first)
+        if self.structured:
+            self.conn.sendall(P.STRUCTURED_REPLY.pack(P.STRUCTURED_REPLY_MAGIC, P.REPLY_FLAG_DONE,
+                                                      P.REPLY_TYPE_OFFSET_DATA, cookie, 8 + length)
+                              + struct.pack(">Q", offset))
+        else:
+            self.conn.sendall(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, 0, cookie))
+        self.conn.sendall(first)
+        done = len(first)
+        while done < length:
+            piece = memoryview(buf)[: min(length - done, P.IO_CHUNK)]
+            try:
+                self.disk.preadinto(offset + done, piece)
+            except (VhdkitError, OSError) as e:
+                raise ProtocolError(f"a read failed after its reply began: {e}") from e
+            self.conn.sendall(piece)
+            done += len(piece)
+
+    def write(self, offset: int, length: int, fua: bool) -> None:
+        """A write, taken and written a piece at a time; after a failed piece the rest of the
+        payload is still received (and dropped) so the connection stays in step."""
+        done = 0
+        failure: BaseException | None = None
+        while done < length:
+            piece = self.recv_exact(min(length - done, P.IO_CHUNK))
+            if failure is None:
+                try:
+                    self.disk.pwrite(offset + done, piece, fua=fua)
+                except (VhdkitError, ValueError, OSError) as e:
+                    failure = e
+            done += len(piece)
+        if failure is not None:
+            raise failure
 
     def block_status(self, flags: int, cookie: int, offset: int, length: int) -> None:
         if not self.structured or self.meta_context is None:
