@@ -244,17 +244,20 @@ class BlockAllocationTable:
         return b"".join(raw for _, raw in self.page_bytes())
 
     # -- summaries -----------------------------------------------------------------------------
-    def payload_state_counts(self) -> dict[str, int]:
-        """How many payload blocks are in each state (by spec name), page by page."""
+    def state_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """How many payload blocks, and how many sector bitmap blocks, are in each state (by spec
+        name): one pass over the table, page by page, a few byte-string operations per page."""
         g = self.geometry
         step = g.chunk_ratio + 1
         table = bytes(L.BatEntry.state.of(i) for i in range(256))  # the state is in the low byte
-        totals = [0] * 8
+        payload, bitmaps = [0] * 8, [0] * 8
         for first, raw in self.page_bytes():
             states = raw[0 :: L.BAT_ENTRY_SIZE].translate(table)
-            # Drop the interleaved sector-bitmap slots (every (chunk_ratio + 1)-th entry) and the
-            # slots past the last block.
+            # The interleaved sector-bitmap slots (every (chunk_ratio + 1)-th entry) go apart,
+            # and the payload slots past the last block are dropped.
             slot = (first // step + 1) * step - 1 - first  # the first bitmap slot in this page
+            chunk = (first + slot) // step
+            in_bitmaps = states[slot::step][: max(0, g.bitmap_blocks - chunk)]
             kept = bytearray()
             pos = 0
             while slot < len(states):
@@ -263,21 +266,21 @@ class BlockAllocationTable:
                 slot += step
             kept += states[pos:]
             payload_first = first - first // step  # payload blocks before this page
-            kept = kept[: max(0, g.data_blocks - payload_first)]
-            for value in range(8):
-                totals[value] += kept.count(value)
-        return {state_name(L.PayloadBlockState, value): n for value, n in enumerate(totals) if n}
+            del kept[max(0, g.data_blocks - payload_first) :]
+            for counts, part in ((payload, kept), (bitmaps, in_bitmaps)):
+                zeros = part.count(0)
+                counts[0] += zeros
+                if zeros != len(part):  # (most pages of a sparse disk are all NOT_PRESENT)
+                    for value in range(1, 8):
+                        counts[value] += part.count(value)
+        return ({state_name(L.PayloadBlockState, v): n for v, n in enumerate(payload) if n},
+                {state_name(L.SectorBitmapState, v): n for v, n in enumerate(bitmaps) if n})
+
+    def payload_state_counts(self) -> dict[str, int]:
+        return self.state_counts()[0]
 
     def bitmap_state_counts(self) -> dict[str, int]:
-        g = self.geometry
-        counts: dict[str, int] = {}
-        for chunk in range(g.bitmap_blocks):
-            index = g.bitmap_index(chunk)
-            if index >= self._count:
-                break
-            name = state_name(L.SectorBitmapState, L.BatEntry.state.of(self[index]))
-            counts[name] = counts.get(name, 0) + 1
-        return counts
+        return self.state_counts()[1]
 
 
 def _entries_of(raw: bytes | bytearray) -> array:

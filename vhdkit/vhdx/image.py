@@ -424,7 +424,8 @@ class VhdxDisk(VirtualDisk):
             "log_offset": h.log_offset,
             "log_length": h.log_length,
         }
-        blocks = {"total": self.geometry.data_blocks, **self.bat.payload_state_counts()}
+        payload_states, bitmap_states = self.bat.state_counts()
+        blocks = {"total": self.geometry.data_blocks, **payload_states}
         details = {
             "header": {
                 "current": h.slot,
@@ -445,7 +446,7 @@ class VhdxDisk(VirtualDisk):
             ],
             "chunk_ratio": self.geometry.chunk_ratio,
             "bat_entries": self.geometry.entry_count,
-            "sector_bitmap_blocks": self.bat.bitmap_state_counts(),
+            "sector_bitmap_blocks": bitmap_states,
         }
         return DiskInfo(
             path=self.name, format=self.format_name, type=self.disk_type, virtual_size=self.size,
