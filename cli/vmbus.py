@@ -85,7 +85,9 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(run=_simulate)
     bench = actions.add_parser("bench", help="ring throughput between two processes")
-    bench.add_argument("--seconds", type=float, default=2.0, help="per packet size (default 2)")
+    how_long = bench.add_mutually_exclusive_group()
+    how_long.add_argument("--seconds", type=float, default=2.0, help="per packet size (default 2)")
+    how_long.add_argument("--packets", type=int, metavar="N", help="this many packets per size instead of a time")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_bench)
 
@@ -145,7 +147,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     rows = []
     for size in (64, 256, 1500):
-        result = two_processes(size, seconds=args.seconds)
+        result = (two_processes(size, count=args.packets) if args.packets
+                  else two_processes(size, seconds=args.seconds))
         if result.bad or result.received != result.sent:
             raise ChannelError(f"{size}-byte packets: {result.sent} sent, {result.received} received, {result.bad} bad")
         rows.append({"payload_bytes": size, "packets_per_second": round(result.packets_per_second),

@@ -29,7 +29,7 @@ class ImageRecord(NamedTuple):
     parent: str | None  # the parent's path as resolved, or as the locator names it
     parent_status: str | None  # None (no parent), "resolved" or "broken"
     parent_problem: str | None  # why a parent is broken
-    verdict: str  # vhdkit check's verdict: clean, leaks, corrupt, policy, incomplete, not checked
+    verdict: str  # vhdkit check's verdict: clean, leaks, corrupt, policy, incomplete, in use, not checked
     findings: list[str]
     mtime_ns: int
     scanned_at: float
