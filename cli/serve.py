@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(export_name=args.export_name, max_clients=args.max_clients,
                                    handshake_limit=args.handshake_limit, tls_clients=args.tls_allow)
     if args.tls_creds:
-        from vhdkit.nbd.server import tls_context_from_dir
+        from vhdkit.nbd.tls import tls_context_from_dir
 
         try:
             options["tls"] = tls_context_from_dir(args.tls_creds)

@@ -55,7 +55,7 @@ class NbdServer:
     def __init__(self, disk: GuestDisk | VirtualDisk, *, read_only: bool = False, description: str = "",
                  export_name: str = "", tls: ssl.SSLContext | None = None, tls_clients: Sequence[str] = (),
                  max_clients: int = 1, handshake_limit: float = 10.0) -> None:
-        """``tls``: a server context (see ``tls_context``); ``tls_clients``: client certificate
+        """``tls``: a server context (see nbd.tls); ``tls_clients``: client certificate
         common names allowed (empty: any the context accepts)."""
         if max_clients < 1:
             raise ValueError(f"max_clients must be at least 1, not {max_clients}")
@@ -177,35 +177,6 @@ class NbdServer:
             self._slots.release()
 
 
-def _common_name(certificate: dict[str, Any] | None) -> str | None:
-    """The subject's commonName of a certificate as ssl.getpeercert() gives it."""
-    for rdn in (certificate or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
-
-
-def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
-    """A server TLS context: this server's certificate and key, and the CA whose certificates
-    clients must present (TLS 1.2 at least)."""
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    context.load_verify_locations(ca)
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def tls_context_from_dir(folder: str) -> ssl.SSLContext:
-    """``tls_context`` from a folder laid out as QEMU's tls-creds-x509 (endpoint=server) wants:
-    ca-cert.pem, server-cert.pem, server-key.pem."""
-    return tls_context(os.path.join(folder, "server-cert.pem"), os.path.join(folder, "server-key.pem"),
-                       os.path.join(folder, "ca-cert.pem"))
-
-
 class _Session:
     def __init__(self, server: NbdServer, conn: socket.socket) -> None:
         self.server = server
@@ -286,11 +257,13 @@ class _Session:
         if data or self.secured:
             self.reply(P.OPT_STARTTLS, P.REP_ERR_INVALID, b"STARTTLS takes no data, once")
             return
+        from .tls import common_name  # (ssl is loaded only where TLS is used)
+
         self.reply(P.OPT_STARTTLS, P.REP_ACK)
         self.conn = self.server.tls.wrap_socket(self.conn, server_side=True)  # CERT_REQUIRED: verified here
         self.secured = True
         allowed = self.server.tls_clients
-        if allowed and _common_name(self.conn.getpeercert()) not in allowed:
+        if allowed and common_name(self.conn.getpeercert()) not in allowed:
             raise ProtocolError("the client certificate's name is not among those allowed")
 
     def reply(self, option: int, kind: int, data: bytes = b"") -> None:
