@@ -11,6 +11,8 @@ command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # crcmod's C extension (CRC-32C at C speed)
 PATH="$PATH:/usr/sbin" command -v smbd >/dev/null 2>&1 || missing+=(samba)  # the SMB tests' own loopback server
 PATH="$PATH:/usr/sbin" command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # a second test file server on 127.0.0.2
+PATH="$PATH:/usr/sbin" command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)  # preflight reads offloads; tests set them
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)  # preflight's don't-fragment probe between hosts
 command -v nbdinfo >/dev/null 2>&1 || missing+=(libnbd-bin)  # nbdinfo/nbdcopy: outside NBD clients of vhdkit serve
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)  # the migration tests' guest writer
 command -v qemu-storage-daemon >/dev/null 2>&1 || missing+=(qemu-system-common)  # QEMU's mirror: the bench's peer

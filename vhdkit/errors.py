@@ -22,6 +22,7 @@ wrong type, an unknown option) raises ``ValueError`` or ``TypeError`` as the sta
      │    └── ImageInUseError         another writer holds the image
      ├── PlacementError               placement layer: a VM's files cannot be placed or verified
      ├── LibraryError                 the disk library's database or folders cannot be used
+ ├── PreflightError               preflight: host facts that cannot be read or gathered
      ├── MigrationError               copy engine and mirror jobs; the source stays intact
      │    └── CopyVerificationError   a verify pass found the target differing from the source
      ├── NetworkModelError            netvirt: an inconsistent network model
@@ -160,6 +161,11 @@ class PlacementError(VhdkitError):
 
 class LibraryError(VhdkitError):
     """The disk library's database or the folders it indexes cannot be used."""
+
+
+class PreflightError(VhdkitError):
+    """Host facts for a migration preflight cannot be gathered, or a facts file cannot be read
+    (the message names the file and the field)."""
 
 
 class MigrationError(VhdkitError):
