@@ -59,7 +59,8 @@ SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "VMHardDiskDrive": ("Get-VM | Get-VMHardDiskDrive", ("VMName", "Path")),
     "SmbServerConfiguration": ("Get-SmbServerConfiguration", ("EnableSMB1Protocol", "EnableSMB2Protocol",
                                                                "RequireSecuritySignature", "EncryptData")),
-    "SmbConnection": ("Get-SmbConnection -ErrorAction SilentlyContinue", ("ServerName", "ShareName", "Dialect")),
+    "SmbConnection": ("Get-SmbConnection -ErrorAction SilentlyContinue",
+                      ("ServerName", "ShareName", "Dialect", "ContinuouslyAvailable", "Encrypted", "Signed")),
     "TeamingSoftware": (
         "Get-ItemProperty HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\* -ErrorAction "
         "SilentlyContinue | Where-Object { $_.DisplayName -match 'Network Configuration Utility|Teaming|NCU' }",
@@ -225,7 +226,9 @@ def read_export(doc: dict[str, Any], name: str) -> HostFacts:
     for i, row in enumerate(r.rows("SmbConnection")):
         where = f"SmbConnection[{i}]"
         url = f"smb://{r.text(row, 'ServerName', where)}/{r.text(row, 'ShareName', where)}"
-        facts.shares.append(Share(url, reachable=True, dialect=r.text(row, "Dialect", where)))
+        facts.shares.append(Share(url, reachable=True, dialect=r.text(row, "Dialect", where),
+                                  signing=r.flag(row, "Signed", where), encryption=r.flag(row, "Encrypted", where),
+                                  continuously_available=r.flag(row, "ContinuouslyAvailable", where)))
     return facts
 
 
