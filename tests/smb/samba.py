@@ -32,10 +32,12 @@ class Samba:
                  password: str = "vhdkit-test-pw", shares: tuple[str, ...] = ("share1", "share2"),
                  read_only: tuple[str, ...] = ("roshare",), sized: dict[str, str] | None = None,
                  other_users: dict[str, str] | None = None, only: dict[str, tuple[str, ...]] | None = None,
-                 sealed: tuple[str, ...] = (), encryption: str = "if_required") -> None:
+                 sealed: tuple[str, ...] = (), encryption: str = "if_required",
+                 max_protocol: str = "SMB3") -> None:
         """``other_users``: more SMB users (name -> password); ``only``: share -> the users that may
         use it (default: every user); ``sealed``: writable shares the server allows only encrypted;
-        ``encryption``: the server's "server smb encrypt" ("off": it offers no encryption at all)."""
+        ``encryption``: the server's "server smb encrypt" ("off": it offers no encryption at all);
+        ``max_protocol``: "SMB2" makes a server that speaks SMB 2.x only (no SMB 3)."""
         if not host.startswith("127."):
             raise ValueError("the test server listens on loopback only")
         self.state, self.host, self.port = Path(state), host, port
@@ -44,6 +46,7 @@ class Samba:
         self.other_users = dict(other_users or {})
         self.only = dict(only or {})
         self.sealed, self.encryption = sealed, encryption
+        self.max_protocol = max_protocol
         self.conf = self.state / "smb.conf"
 
     # -- where things are --------------------------------------------------------------------
@@ -193,7 +196,8 @@ class Samba:
             "[global]",
             "server role = standalone server", "workgroup = WORKGROUP", "netbios name = VHDKITTEST",
             f"smb ports = {self.port}", f"interfaces = {self.host}", "bind interfaces only = yes",
-            "disable netbios = yes", "server min protocol = SMB3", "server max protocol = SMB3",
+            "disable netbios = yes", f"server min protocol = {'SMB2_02' if self.max_protocol == 'SMB2' else 'SMB3'}",
+            f"server max protocol = {self.max_protocol}",
             f"server smb encrypt = {self.encryption}",
             f"passdb backend = tdbsam:{s}/private/passdb.tdb", f"private dir = {s}/private",
             f"lock directory = {s}/lock", f"state directory = {s}/state", f"cache directory = {s}/cache",
