@@ -5,7 +5,9 @@
     vhdkit migrate --control /run/vm1.ctl --complete --delete-source       # switch over later
     vhdkit migrate --control /run/vm1.ctl --status | --cancel
 
-The guest keeps running throughout; ``--complete`` switches it to the target with a pause of
+Before anything is copied, the preflight rules that apply to the endpoints run (the target's
+share is reachable and speaks SMB 3: specs/preflight.md, rule 15); a failure stops the migration
+with the report (``--no-preflight`` skips them). The guest keeps running throughout; ``--complete`` switches it to the target with a pause of
 milliseconds (printed), verifies the copy, and only then (``--delete-source``) removes the source.
 Exit codes: 0 done, 1 the migration failed or was refused (the guest stays on the source).
 """
@@ -39,6 +41,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--status", action="store_true", help="show the migration's state and exit")
     p.add_argument("--cancel", action="store_true", help="stop the migration; the guest stays on the source")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
+    p.add_argument("--no-preflight", action="store_true", help="do not check the target before copying")
     p.set_defaults(run=run)
 
 
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cancel:
         return _show(args, ask("cancel")["job"])
     if args.to:
+        if not args.no_preflight and not _preflight(args.to):
+            return _fail(args, "the preflight failed: nothing was copied, the guest stays on the source "
+                               "(--no-preflight skips it)")
         started = ask("migrate", to=args.to, format=args.format, mode=args.mode, speed=args.speed,
                       granularity=args.granularity)
         if args.detach:
@@ -67,6 +73,26 @@ def run(args: argparse.Namespace) -> int:
         return _show(args, job)
     done = ask("complete", delete_source=args.delete_source)["job"]
     return _show(args, done)
+
+
+def _preflight(target: str) -> bool:
+    """Rule 15 for this host and ``target`` (Live Storage: the same host, a new place); prints
+    what is not a pass; False when something fails."""
+    import socket
+    import sys
+
+    from vhdkit import preflight
+    from vhdkit.preflight.facts import HostFacts
+    from vhdkit.preflight.linux import share_facts
+
+    here = HostFacts(host=socket.gethostname(), kind="linux",
+                     shares=[share_facts(target)] if target.startswith("smb://") else [])
+    results = preflight.run([here, here], only=[15], transfer="live-storage", target=target)
+    for r in results:
+        if r.status != preflight.PASS:
+            print(f"preflight {r.status.upper()} {r.rule} {r.title}: {r.reason}" + (f"\n  fix {r.fix}" if r.fix else ""),
+                  file=sys.stderr)
+    return not any(r.status == preflight.FAIL for r in results)
 
 
 def _follow(args: argparse.Namespace, ask: Any) -> dict[str, Any]:

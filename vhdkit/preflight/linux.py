@@ -63,18 +63,23 @@ def collect(*, name: str | None = None, peers: Sequence[str] = (), shares: Seque
     facts.switches += _ovs_bridges()
     facts.netbios_running = _netbios(Path(proc))
     facts.probes = [_probe(peer, facts) for peer in peers]
-    facts.shares = [_share(url) for url in shares]
+    facts.shares = [share_facts(url) for url in shares]
     return facts
 
 
-def _share(url: str) -> Share:
-    """Log in to the share and say which dialect it speaks (and whether it seals the session)."""
+def share_facts(url: str) -> Share:
+    """Log in to the share ``url`` names (a path on it may follow) and say which dialect it speaks
+    (and whether it seals the session)."""
+    from urllib.parse import urlsplit
+
     from ..errors import VhdkitError
     from ..placement.locations import Location
     from ..storage import redact
 
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}/{parts.path.strip('/').split('/')[0]}"
     try:
-        capacity = Location(url).measure()
+        capacity = Location(root).measure()
     except VhdkitError:
         return Share(redact(url), reachable=False)
     return Share(redact(url), reachable=True, dialect=capacity.dialect or "", encryption=capacity.encrypted)
