@@ -8,12 +8,11 @@ import vhdkit
 
 from ..copy.test_serve import Served
 from ..test_cli import vhdkit_cmd
-from .test_storage_smb import smb2_server  # noqa: F401 - the fixture
 
 MiB = 1 << 20
 
 
-def test_migrate_to_an_smb2_share_is_stopped_by_the_preflight(tmp_path, samba, smb2_server, monkeypatch):  # noqa: F811
+def test_migrate_to_an_smb2_share_is_stopped_by_the_preflight(tmp_path, samba, smb2_server, monkeypatch):
     monkeypatch.setenv("VHDKIT_SMB_PASSWORD", smb2_server.password)
     image = tmp_path / "vm1.vhdx"
     vhdkit.create(image, size=16 * MiB).close()

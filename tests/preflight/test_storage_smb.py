@@ -9,25 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from ..copy.test_serve import vhdkit_argv
-
-
-@pytest.fixture
-def smb2_server(samba):
-    from ..smb.samba import Samba
-
-    old = Samba(Path("/tmp/vhdkit-test-smb-2only"), host="127.0.0.3", port=samba.port, shares=("vms",),
-                read_only=(), password="smb2-pw", encryption="off", max_protocol="SMB2")
-    try:
-        old.start(fresh=True)
-    except Exception as e:  # noqa: BLE001 - 127.0.0.3 must be on lo: the server adds it if it can
-        raise AssertionError(f"SMB 2 server: {e}") from e
-    try:
-        yield old
-    finally:
-        old.stop()
 
 
 def collect(tmp_path: Path, name: str, share: str, password: str) -> str:
