@@ -95,7 +95,7 @@ def _check(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.status.upper():4}  {r.rule:>2} {r.title:<18} {r.hosts}: {r.reason}")
         if r.fix and r.status != "pass":
-            print(f"{'':6}   fix {r.fix}")
+            print(f"{'':6}   fix: {r.fix}")
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
     print(f"{counts['fail']} failed, {counts['warn']} warnings, {counts['pass']} passed")
     return code

@@ -18,7 +18,7 @@ from typing import Any
 
 from vhdkit.errors import ChannelError
 from vhdkit.vmbus import sizing
-from vhdkit.vmbus.registry import reg_file
+from vhdkit.vmbus.registry import adapter_key, reg_file
 
 STANDARD_MB = (1, 2, 4)
 
@@ -71,7 +71,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     plan.add_argument("--rate", required=True, help="packets per second (200000pps, 200kpps)")
     plan.add_argument("--quantum", default="10ms", help="how often the guest drains the buffer (default 10ms)")
     plan.add_argument("--packet-buffer", type=int, default=sizing.PACKET_BUFFER, help="bytes per packet buffer")
-    plan.add_argument("--instance", default="0000", help="the adapter's instance under the network class key")
+    plan.add_argument("--instance", help="the adapter's instance under the network class key (as 0007); "
+                                         "needed with --reg")
     plan.add_argument("--reg", help="write the .reg file (UTF-16LE, as regedit) here")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(run=_plan)
@@ -96,8 +97,13 @@ def _plan(args: argparse.Namespace) -> int:
     rate, quantum = parse_rate(args.rate), parse_duration_ns(args.quantum)
     need = sizing.plan_for_rate(rate, quantum, args.packet_buffer)
     standard = [sizing.plan_for_size(mb << 20, quantum, args.packet_buffer) for mb in STANDARD_MB]
-    data = reg_file(args.instance, need.buffer_bytes, need.buffer_bytes)
+    if args.instance is not None:
+        adapter_key(args.instance)  # four digits, or a RegistryError saying so
     if args.reg:
+        if args.instance is None:  # a .reg for adapter 0000 would silently change whichever NIC that is
+            raise _usage("a .reg file must name the adapter: --instance NNNN (the synthetic NIC's key under "
+                         "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Class\\{4d36e972-...}, as 0007)")
+        data = reg_file(args.instance, need.buffer_bytes, need.buffer_bytes)
         with open(args.reg, "wb") as f:
             f.write(data)
     if args.json:

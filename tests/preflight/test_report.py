@@ -29,7 +29,7 @@ def test_exit_codes(tmp_path):
     dst["VMSwitch"]["Name"] = "public"
     failed = vhdkit_cmd("preflight", *files(tmp_path, src, dst), "--strict")
     assert failed.returncode == 2 and "1 failed, 1 warnings" in failed.stdout
-    assert 'fix on HV02: Rename-VMSwitch -Name "public" -NewName "Public"' in failed.stdout
+    assert 'fix: on HV02: Rename-VMSwitch -Name "public" -NewName "Public"' in failed.stdout
 
 
 def test_the_json_report(tmp_path):

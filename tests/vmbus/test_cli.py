@@ -58,3 +58,12 @@ def test_bench_runs_and_checks_every_packet():
     rows = json.loads(r.stdout)
     assert [row["payload_bytes"] for row in rows] == [64, 256, 1500]
     assert all(row["packets"] == 20000 and row["packets_per_second"] > 0 for row in rows)
+
+
+def test_a_reg_file_must_name_its_adapter(tmp_path):
+    """Without --instance the .reg would target adapter 0000, whichever NIC that is: refused."""
+    reg = tmp_path / "nic.reg"
+    r = vhdkit_cmd("vmbus", "plan", "--rate", "200kpps", "--reg", str(reg))
+    assert r.returncode == 1 and "--instance NNNN" in r.stderr and not reg.exists()
+    plain = vhdkit_cmd("vmbus", "plan", "--rate", "200kpps")  # no file asked for: no instance needed
+    assert plain.returncode == 0 and "--reg FILE writes the .reg file" in plain.stdout

@@ -366,8 +366,8 @@ def packet_size(ctx: Context) -> Iterator[Result]:
                     yield Result(10, "packet size", FAIL, pair,
                                  f"a {probe.size}-byte don't-fragment ping from {here.host} to {probe.peer} failed: "
                                  "something on the path carries smaller packets",
-                                 f"find the hop with the smaller MTU (tracepath {probe.peer}) and raise it, or lower "
-                                 f"{here.host}'s MTU to what the path carries")
+                                 f"on {here.host}: tracepath {probe.peer} finds the hop with the smaller MTU: raise "
+                                 "it, or lower this host's MTU to what the path carries")
         if not bad:
             probed = any(p.ok and p.peer in {str(ipaddress.ip_interface(a).ip) for ad in dst.adapters
                                              for a in ad.addresses} for p in src.probes)
@@ -546,13 +546,15 @@ def vmbus_buffers(ctx: Context) -> Iterator[Result]:
         have = host.vmbus_receive_buffer
         if have is None:
             yield Result(14, "VMBus buffers", WARN, host.host, "the synthetic NIC's receive buffer size is not known",
-                         f"vhdkit vmbus reg --instance <NNNN> --receive {step}M  (then import the .reg in the guest)")
+                         f"in the guest: vhdkit vmbus plan --rate {ctx.rate} --instance <NNNN> --reg nic.reg, then "
+                         "import nic.reg")
         elif have < step * 1024 * 1024:
             yield Result(14, "VMBus buffers", FAIL, host.host,
                          f"a {have // 1024:,} KB receive buffer takes {plan_for_size(have).max_packets_per_second:,} "
                          f"packets/s, not {ctx.rate:,}: use {step} MB (guest memory: {2 * step} MB per NIC with the "
                          "send buffer)",
-                         f"vhdkit vmbus reg --instance <NNNN> --receive {step}M --send {step}M")
+                         f"in the guest: vhdkit vmbus plan --rate {ctx.rate} --instance <NNNN> --reg nic.reg, then "
+                         "import nic.reg")
         else:
             yield Result(14, "VMBus buffers", PASS, host.host, f"{have // 1024:,} KB takes {ctx.rate:,} packets/s")
 
@@ -609,7 +611,7 @@ def _share_results(ctx: Context, share: str, hosts: Sequence[HostFacts]) -> Iter
         elif seen.continuously_available is not True:
             yield Result(15, "storage", WARN, host.host, f"{share} (SMB {seen.dialect}) is not known to be continuously "
                          "available: a stand-alone file server is not highly available",
-                         "use a scale-out file server or a clustered share (New-SmbShare -ContinuouslyAvailable $true)")
+                         "on the file server: a scale-out or clustered share (New-SmbShare -ContinuouslyAvailable $true)")
         else:
             yield Result(15, "storage", PASS, host.host, f"{share}: SMB {seen.dialect}, continuously available")
 
