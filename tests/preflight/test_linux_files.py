@@ -82,3 +82,20 @@ def _write(path: Path, facts: HostFacts) -> Path:
     path.write_text(facts.to_json())
     json.loads(path.read_text())
     return path
+
+
+def test_the_collector_lists_vhdkit_serve_endpoints(tmp_path):
+    import vhdkit
+
+    from ..copy.test_serve import Served
+    from vhdkit.preflight.linux import collect
+
+    image = tmp_path / "d.vhdx"
+    vhdkit.create(image, size=1 << 24).close()
+    served = Served(image, tmp_path)
+    try:
+        endpoints = collect(name="here").endpoints
+    finally:
+        served.stop()
+    pid = served.proc.pid
+    assert f"nbd unix:{served.nbd} (pid {pid})" in endpoints and f"control {served.control} (pid {pid})" in endpoints

@@ -142,6 +142,7 @@ class HostFacts:
     teaming_software: dict[str, str] = field(default_factory=dict)  # name -> version
     shares: list[Share] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
+    endpoints: list[str] = field(default_factory=list)  # vhdkit serve's exports and control sockets here
     vmbus_receive_buffer: int | None = None  # bytes (ReceiveBufferSize of the synthetic NIC)
     vmbus_send_buffer: int | None = None
 

@@ -62,6 +62,7 @@ def collect(*, name: str | None = None, peers: Sequence[str] = (), shares: Seque
                 (owner.adapters if isinstance(owner, Switch) else owner.members).append(adapter.name)
     facts.switches += _ovs_bridges()
     facts.netbios_running = _netbios(Path(proc))
+    facts.endpoints = _vhdkit_endpoints(Path(proc))
     facts.probes = [_probe(peer, facts) for peer in peers]
     facts.shares = [share_facts(url) for url in shares]
     return facts
@@ -188,6 +189,27 @@ def _netbios(proc: Path) -> bool:
     except OSError:
         pass
     return False
+
+
+def _vhdkit_endpoints(proc: Path) -> list[str]:
+    """The NBD exports and control sockets of the ``vhdkit serve`` processes running here."""
+    found = []
+    try:
+        entries = [e for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        if "serve" not in words or not any("vhdkit" in w for w in words[:3]):
+            continue
+        for flag, label in (("--nbd", "nbd"), ("--control", "control")):
+            if flag in words[:-1]:
+                found.append(f"{label} {words[words.index(flag) + 1]} (pid {entry.name})")
+    return sorted(found)[:64]
 
 
 def _probe(peer: str, facts: HostFacts) -> Probe:
