@@ -30,7 +30,7 @@ COMMANDS = {
     "resize": ("change a disk's virtual size (grow; VHDX also shrinks)", "resize"),
     "serve": ("export a disk over NBD, ready to be moved live", "serve"),
     "migrate": ("move a served disk while its guest writes", "migrate"),
-    "preflight": ("will a live migration work? host facts checked against each other", "preflight"),
+    "preflight": ("will a live migration work? checks host facts", "preflight"),
     "netvirt": ("VM networks: CA/PA lookup, reachability, NVGRE/VXLAN", "netvirt"),
     "library": ("index the disk images in folders; blank disks", "library"),
     "vmbus": ("VMBus buffers: sizing, loss simulation, registry, ring bench", "vmbus"),
