@@ -31,6 +31,7 @@ COMMANDS = {
     "serve": ("export a disk over NBD, ready to be moved live", "serve"),
     "migrate": ("move a served disk while its guest writes", "migrate"),
     "preflight": ("will a live migration work? checks host facts", "preflight"),
+    "vm": ("virtual machines: show a configuration, its disks and chains", "vm"),
     "netvirt": ("VM networks: CA/PA lookup, reachability, NVGRE/VXLAN", "netvirt"),
     "library": ("index the disk images in folders; blank disks", "library"),
     "vmbus": ("VMBus buffers: sizing, loss simulation, registry, ring bench", "vmbus"),

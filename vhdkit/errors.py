@@ -23,6 +23,7 @@ wrong type, an unknown option) raises ``ValueError`` or ``TypeError`` as the sta
      ├── PlacementError               placement layer: a VM's files cannot be placed or verified
      ├── LibraryError                 the disk library's database or folders cannot be used
  ├── PreflightError               preflight: host facts that cannot be read or gathered
+ ├── VmConfigError                a VM's configuration cannot be read, or names files it may not
      ├── MigrationError               copy engine and mirror jobs; the source stays intact
      │    └── CopyVerificationError   a verify pass found the target differing from the source
      ├── NetworkModelError            netvirt: an inconsistent network model
@@ -166,6 +167,11 @@ class LibraryError(VhdkitError):
 class PreflightError(VhdkitError):
     """Host facts for a migration preflight cannot be gathered, or a facts file cannot be read
     (the message names the file and the field)."""
+
+
+class VmConfigError(VhdkitError):
+    """A virtual machine's configuration cannot be read (the message names the file and what is
+    wrong), or it names files outside the VM's folder."""
 
 
 class MigrationError(VhdkitError):
