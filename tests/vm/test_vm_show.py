@@ -84,7 +84,7 @@ def _config(web01) -> str:
     ("not xml", lambda t: t[: len(t) // 2], "not well-formed XML"),
     ("wrong root", lambda t: t.replace("<configuration>", "<config>").replace("</configuration>", "</config>"),
      "not <configuration>"),
-    ("wrong type", lambda t: t.replace('<count type="integer">', '<count type="string">'), "expected 'integer'"),
+    ("wrong type", lambda t: t.replace('<count type="integer">', '<count type="string">'), "expected int"),
     ("bad number", lambda t: t.replace('<count type="integer">4<', '<count type="integer">four<'),
      "not a whole number"),
     ("climbs out", lambda t: t.replace(HOST + r"\Virtual Hard Disks\data.vhdx", r"..\..\..\etc\shadow"),

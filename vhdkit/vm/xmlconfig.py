@@ -9,21 +9,19 @@ entity declaration (XML's way to make a small file expand without limit) is refu
 
 from __future__ import annotations
 
+import base64
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 from ..errors import VmConfigError
-from .model import VmConfig, VmDisk, VmNic
+from .model import VmConfig
+from .tree import config_from_tree
 
 MAX_FILE = 16 * 1024 * 1024
 MAX_ELEMENTS = 200_000
 MAX_DEPTH = 32
 
-IDE_CLASS = "83f8638b-8dca-4152-9eda-2ca8b33039b4"  # Microsoft Emulated IDE Controller
-SCSI_CLASS = "d422512d-2bf2-4752-809d-7b82b5fcb1b4"  # Synthetic SCSI Controller
-NIC_CLASS = "2fc216b0-d2e2-4967-9b6d-b8a5c9ca2778"  # Synthetic Ethernet Port
-LEGACY_NIC_CLASS = "8e3a359f-559a-4b6a-98a9-1690a6100ed7"  # emulated ports (COM); no switch name there
-VERSIONS = {256: "1.0", 512: "2.0", 768: "3.0", 1024: "4.0", 1280: "5.0"}
 
 
 def read(data: bytes, name: str) -> VmConfig:
@@ -32,33 +30,36 @@ def read(data: bytes, name: str) -> VmConfig:
     if root.tag != "configuration":
         raise VmConfigError(f"{name}: the root element is <{root.tag[:40]}>, not <configuration>: not a Hyper-V "
                             "VM configuration")
-    props = root.find("properties")
-    if props is None or _text(props, "type_id", name) not in ("Virtual Machines", ""):
-        raise VmConfigError(f"{name}: no <properties> of a virtual machine (type_id 'Virtual Machines')")
-    vm_name = _text(props, "name", name)
-    if not vm_name:
-        raise VmConfigError(f"{name}: properties/name is missing or empty")
-    version = _int(props, "version", name)
-    config = VmConfig(
-        name=vm_name, id=_text(props, "global_id", name).strip("{}").lower(),
-        generation=2 if _int(props, "subtype", name) == 1 else 1,
-        memory_mb=_int(root, "settings/memory/bank/size", name),
-        processors=_int(root, "settings/processors/count", name),
-        processor_compatibility=_bool(root, "settings/processors/features/limit", name),
-        config_path=name, config_format="hyperv-xml",
-        version=VERSIONS.get(version or 0, str(version or "")))
-    for index, (device, instance) in enumerate(_manifest(root, name)):
-        element = _instance(root, instance)
-        if element is None:
-            continue
-        if device in (IDE_CLASS, SCSI_CLASS):
-            kind = "IDE" if device == IDE_CLASS else "SCSI"
-            config.disks.extend(_drives(element, kind, name))
-        elif device == NIC_CLASS:
-            config.nics.append(VmNic(switch=_text(element, "Connection/AltSwitchName", name) or None,
-                                     mac=_text(element, "MacAddress", name),
-                                     name=_text(element, "FriendlyName", name)))
-    return config
+    return config_from_tree(_tree(root, name, ""), name, "hyperv-xml")
+
+
+def _tree(element: ET.Element, name: str, path: str) -> Any:
+    """An element as the tree VMCX holds too: a dict of children, or a typed value."""
+    if len(element):
+        out: dict[str, Any] = {}
+        for child in element:
+            out[child.tag] = _tree(child, name, f"{path}/{child.tag}" if path else child.tag)
+        return out
+    kind, text = element.get("type"), element.text or ""
+    if len(text) > 32768:
+        raise VmConfigError(f"{name}: {path} is longer than 32 KiB")
+    if kind in (None, "string"):
+        return text if kind else ({} if not text.strip() else text)
+    if kind == "integer":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise VmConfigError(f"{name}: {path} is not a whole number: {text.strip()[:40]!r}") from None
+    if kind == "bool":
+        if text.strip() not in ("True", "False"):
+            raise VmConfigError(f"{name}: {path} is neither True nor False: {text.strip()[:40]!r}")
+        return text.strip() == "True"
+    if kind == "bytes":
+        try:
+            return base64.b64decode(text.strip(), validate=False)
+        except ValueError:
+            raise VmConfigError(f"{name}: {path} is not base64") from None
+    raise VmConfigError(f"{name}: {path} has an unknown type {kind[:20]!r}")
 
 
 def _parse(data: bytes, name: str) -> ET.Element:
@@ -99,82 +100,3 @@ def _parse(data: bytes, name: str) -> ET.Element:
     if root is None:
         raise VmConfigError(f"{name}: empty")
     return root
-
-
-def _manifest(root: ET.Element, name: str) -> list[tuple[str, str]]:
-    """(device class, instance) of each vdevNNN in the manifest, lower case, braces dropped."""
-    manifest = root.find("manifest")
-    if manifest is None:
-        raise VmConfigError(f"{name}: no <manifest>: the devices cannot be told apart")
-    out = []
-    for vdev in manifest:
-        if not vdev.tag.startswith("vdev"):
-            continue
-        device = _text(vdev, "device", name).strip("{}").lower()
-        instance = _text(vdev, "instance", name).strip("{}").lower()
-        out.append((device, instance))
-    return out
-
-
-def _instance(root: ET.Element, instance: str) -> ET.Element | None:
-    for element in root:
-        if element.tag.lower() == f"_{instance}_":
-            return element
-    return None
-
-
-def _drives(element: ET.Element, kind: str, name: str) -> list[VmDisk]:
-    out = []
-    for controller in element:
-        m = re.fullmatch(r"controller(\d+)", controller.tag)
-        if not m:
-            continue
-        for drive in controller:
-            d = re.fullmatch(r"drive(\d+)", drive.tag)
-            if not d:
-                continue
-            if _text(drive, "type", name).upper() != "VHD":  # ISO, VFD, NONE: no virtual hard disk there
-                continue
-            path = _text(drive, "pathname", name)
-            if path:
-                out.append(VmDisk(controller=f"{kind} {m.group(1)}", location=int(d.group(1)), path=path))
-    return out
-
-
-def _value(element: ET.Element, path: str, name: str, kind: str) -> str | None:
-    found = element.find(path)
-    if found is None:
-        return None
-    declared = found.get("type")
-    if declared is not None and declared != kind:
-        raise VmConfigError(f"{name}: {path} is of type {declared[:20]!r}, expected {kind!r}")
-    text = found.text or ""
-    if len(text) > 32768:
-        raise VmConfigError(f"{name}: {path} is longer than 32 KiB")
-    return text
-
-
-def _text(element: ET.Element, path: str, name: str) -> str:
-    return (_value(element, path, name, "string") or "").strip()
-
-
-def _int(element: ET.Element, path: str, name: str) -> int | None:
-    text = _value(element, path, name, "integer")
-    if text is None or not text.strip():
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise VmConfigError(f"{name}: {path} is not a whole number: {text.strip()[:40]!r}") from None
-    if not -(2**63) <= value < 2**64:
-        raise VmConfigError(f"{name}: {path} is out of range")
-    return value
-
-
-def _bool(element: ET.Element, path: str, name: str) -> bool:
-    text = (_value(element, path, name, "bool") or "").strip()
-    if text not in ("", "True", "False"):
-        raise VmConfigError(f"{name}: {path} is neither True nor False: {text[:40]!r}")
-    return text == "True"
-
-
