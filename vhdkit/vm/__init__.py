@@ -2,5 +2,6 @@
 
 from .loader import load
 from .model import VmConfig, VmDisk, VmNic
+from .plan import KINDS, MovePlan, plan_move
 
-__all__ = ["VmConfig", "VmDisk", "VmNic", "load"]
+__all__ = ["KINDS", "MovePlan", "VmConfig", "VmDisk", "VmNic", "load", "plan_move"]
