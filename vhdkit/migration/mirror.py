@@ -138,8 +138,20 @@ class MirrorJob:
         if not self.state.ended:
             self._end(MirrorState.CANCELLED, why)
 
+    def pause_copy(self) -> None:
+        """Hold the bulk copy (an engine giving the bandwidth back for a while). The guest's writes
+        go on as before: mirrored (write-blocking) or marked dirty (background); ``resume()``
+        continues from where the copy was. Only a copying job pauses."""
+        with self.cond:
+            if self.state is not MirrorState.COPYING:
+                return
+            self.copier.hold = True
+            self.state = MirrorState.PAUSED
+            self.cond.notify_all()
+        self._emit("paused", error=None)
+
     def resume(self) -> None:
-        """After a "stop" policy paused the job: try again."""
+        """After ``pause_copy()``, or a "stop" policy's pause on an error: go on copying."""
         with self.cond:
             if self.state is not MirrorState.PAUSED:
                 return

@@ -19,7 +19,7 @@ class MirrorState(str, enum.Enum):
 
     CREATED = "created"  # made, not started
     COPYING = "copying"  # the bulk pass runs; guest writes are mirrored or marked dirty
-    PAUSED = "paused"  # an error under the "stop" policy: waiting for resume()
+    PAUSED = "paused"  # pause_copy(), or an error under the "stop" policy: waiting for resume()
     READY = "ready"  # the pass is done and nothing is dirty: a switch-over will be short
     SWITCHING = "switching"  # the guest's gate is closed, the last copies and the flush run
     COMPLETED = "completed"  # the guest runs on the target
