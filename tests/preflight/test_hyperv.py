@@ -16,6 +16,7 @@ from vhdkit.preflight.hyperv import SOURCES, powershell_script
 
 from ..test_cli import vhdkit_cmd
 from .hyperv_fixture import healthy, pair, rows, write
+from .models import netvirt_model
 
 Doc = dict[str, Any]
 
@@ -136,14 +137,7 @@ def test_the_fix_names_the_host_and_the_cmdlet(tmp_path):
 
 
 def test_the_encapsulation_room_on_the_pa_network(tmp_path):
-    model = tmp_path / "model.json"
-    model.write_text(json.dumps({
-        "logical_networks": [{"name": "Provider", "pa_pool": {"subnet": "10.0.3.0/24", "start": "10.0.3.11",
-                                                              "end": "10.0.3.99"}}],
-        "hosts": [{"name": "HV01", "logical_network": "Provider", "pa": "10.0.3.11"},
-                  {"name": "HV02", "logical_network": "Provider", "pa": "10.0.3.12"}],
-        "vm_networks": [{"name": "Contoso", "logical_network": "Provider", "encapsulation": "nvgre",
-                         "subnets": [{"name": "front", "subnet": "10.1.1.0/24", "vsid": 5001}]}]}))
+    model = netvirt_model(tmp_path / "model.json", {"HV01": "10.0.3.11", "HV02": "10.0.3.12"}, "nvgre")
     src, dst = pair()
     _, results = check(tmp_path, src, dst, "--netvirt", str(model))
     assert statuses(results, 13) == {"pass"}

@@ -4,10 +4,9 @@ failing, then passing once the fix the report printed has been run on the host i
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from .models import netvirt_model
 from .netns import Lab, of_rule
 
 
@@ -113,14 +112,7 @@ def test_the_largest_routable_network_comes_first(lab):
 
 
 def test_room_for_the_encapsulation_of_a_netvirt_model(lab, tmp_path):
-    model = tmp_path / "model.json"
-    model.write_text(json.dumps({
-        "logical_networks": [{"name": "Provider", "pa_pool": {"subnet": "10.9.0.0/24", "start": "10.9.0.1",
-                                                              "end": "10.9.0.100"}}],
-        "hosts": [{"name": "hosta", "logical_network": "Provider", "pa": "10.9.0.1"},
-                  {"name": "hostb", "logical_network": "Provider", "pa": "10.9.0.2"}],
-        "vm_networks": [{"name": "Contoso", "logical_network": "Provider", "encapsulation": "vxlan",
-                         "subnets": [{"name": "front", "subnet": "10.1.1.0/24", "vsid": 5001}]}]}))
+    model = netvirt_model(tmp_path / "model.json", {"hosta": "10.9.0.1", "hostb": "10.9.0.2"}, "vxlan")
     _, results = lab.preflight("--netvirt", str(model))
     bad = failing(results, 13)
     assert {r["hosts"] for r in bad} == {"hosta", "hostb"}
