@@ -276,3 +276,17 @@ def test_an_entry_past_the_largest_vhdx_is_refused_naming_it(tmp_path, where):
             vhdkit.open(path, mode).close()
         assert e.value.structure == "log entry" and e.value.expected == f"<= {L.MAX_FILE_SIZE:#x}"
     assert path.read_bytes() == before  # refused before anything was written
+
+
+def test_repair_cuts_the_leak_a_far_replay_leaves(tmp_path):
+    """The replay extends the file to the entry's LastFileOffset; nothing references that space,
+    so the same repair goes on to cut it: one `check --repair` leaves a clean, small file."""
+    from .logbuilder import Desc
+
+    far = 8 << 30
+    path = _dirty(tmp_path, [Desc(far, None, 256 << 20)], far + (256 << 20))
+    report = vhdkit.check(path, repair=True)
+    assert report.verdict == "clean", report.as_dict()
+    assert any(r.startswith("replayed the log") for r in report.repairs)
+    assert any(r.startswith("cut ") for r in report.repairs)
+    assert path.stat().st_size < 16 << 20

@@ -46,14 +46,20 @@ def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Seq
     fmt = formats.get(report.format) if report.format else None
     if fmt is None or fmt.repair is None:
         return report
-    try:
-        done: list[str] = fmt.load("repair")(target, report)
-    except VhdkitError as e:
-        report.failure = f"repair failed, nothing more was changed: {e}"
-        return report
-    after = _check(target, rules, allowed_parent_dirs, check_parent, strict)
-    after.repairs = done
-    return after
+    done: list[str] = []
+    for _ in range(3):  # a repair can uncover more to repair: a replayed log may leave a trailing leak
+        try:
+            did: list[str] = fmt.load("repair")(target, report)
+        except VhdkitError as e:
+            report.failure = f"repair failed, nothing more was changed: {e}"
+            report.repairs = done
+            return report
+        done += did
+        report = _check(target, rules, allowed_parent_dirs, check_parent, strict)
+        if not did or report.failure is not None or not report.findings:
+            break
+    report.repairs = done
+    return report
 
 
 def check_folder(folder: str | os.PathLike[str], **options: object) -> list[Report]:
