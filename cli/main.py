@@ -28,6 +28,7 @@ COMMANDS = {
     "compact": ("give back space a dynamic VHD/VHDX no longer needs", "compact"),
     "merge": ("fold a differencing disk into its parent or a new disk", "merge"),
     "resize": ("change a disk's virtual size (grow; VHDX also shrinks)", "resize"),
+    "set-parent": ("point a differencing disk at its moved parent", "set_parent"),
     "serve": ("export a disk over NBD, ready to be moved live", "serve"),
     "migrate": ("move a served disk while its guest writes", "migrate"),
     "preflight": ("will a live migration work? checks host facts", "preflight"),

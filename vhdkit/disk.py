@@ -406,6 +406,13 @@ class VirtualDisk(io.RawIOBase):
         """None if ``parent`` is the disk this one was made against, else why not."""
         return f"{self.name} is not a differencing disk"
 
+    def set_parent_paths(self, relative_path: str, absolute_path: str | None = None) -> None:
+        """Point the parent locator at new paths (the parent moved), keeping its identity."""
+        from .errors import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(f"{self.name}: rewriting the parent's paths is not supported for "
+                                      f"{self.format_name.upper()} images yet")
+
     def start_writeback(self, wait: bool = False) -> None:
         """Let the store write back what was written (``wait``: and wait for it), no flush."""
         if self._flushable():

@@ -197,3 +197,37 @@ def test_create_is_all_or_nothing(tmp_path, monkeypatch):
             target.unlink()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".vhdkit-tmp")]
     assert leftovers == []
+
+
+def test_metadata_change_parent_locator(tmp_path, monkeypatch):
+    """Set-VHD -ParentPath: a longer locator moves to a new place in the metadata region and its
+    table entry with it, in one log transaction: every cut leaves the old paths or the new, whole."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (tmp_path / "b").mkdir()
+    vhdkit.create(folder / "base.vhdx", 16 * MiB).close()
+    pristine = folder / "pristine.vhdx"
+    vhdkit.create(pristine, parent=folder / "base.vhdx").close()
+    shutil.copyfile(folder / "base.vhdx", tmp_path / "b" / "base.vhdx")  # both places hold the parent
+    with vhdkit.open(pristine, resolve_parents=False) as disk:
+        old = disk.parent_paths()
+    new_relative = "..\\b\\" + "\\..\\b" * 20 + "\\base.vhdx"  # longer than the old item: it must move
+    new = [("relative_path", new_relative), ("absolute_win32_path", str(tmp_path / "b" / "base.vhdx"))]
+    work = folder / "work.vhdx"
+    monkeypatch.setenv("VHDKIT_ALLOWED_PARENT_DIRS", str(tmp_path))  # a/ and b/ both
+
+    def scenario(disk):
+        disk.set_parent_paths(new_relative, str(tmp_path / "b" / "base.vhdx"))
+
+    seen = []
+
+    def check(content, budget, total, store):
+        with vhdkit.open(work, resolve_parents=False) as disk:
+            paths = disk.parent_paths()
+        assert paths in (old, new), paths
+        seen.append(paths == new)
+        if budget == total:
+            assert paths == new
+
+    every_cut(pristine, work, scenario, check, qemu=False)
+    assert True in seen and False in seen

@@ -25,6 +25,7 @@ from ..units import MiB, align_up, is_power_of_two
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from .checksum import with_checksum
+from .metadata import build_parent_locator
 
 LOG_OFFSET = 1 * MiB
 LOG_LENGTH = 1 * MiB
@@ -102,23 +103,6 @@ def _metadata_region(size: int, disk_type: str, block_size: int, logical: int, p
         region[at : at + len(data)] = data
         at += len(data)
     return bytes(region[: align_up(at, 4096)])
-
-
-def build_parent_locator(pairs: dict[str, str]) -> bytes:
-    """2.6.2.6: header, 12-byte entries, then the UTF-16LE keys and values."""
-    header = L.ParentLocatorHeader.build(dict(locator_type=L.VHDX_PARENT_LOCATOR_TYPE, reserved=0,
-                                              key_value_count=len(pairs)))
-    entries, strings = b"", b""
-    base = L.ParentLocatorHeader.sizeof() + L.ParentLocatorEntry.sizeof() * len(pairs)
-    for key, value in pairs.items():
-        k, v = key.encode("utf-16-le"), value.encode("utf-16-le")
-        if not 0 < len(v) <= 0xFFFF:
-            raise ValueError(f"parent locator value for {key} is empty or too long")
-        entries += L.ParentLocatorEntry.build(dict(key_offset=base + len(strings),
-                                                   value_offset=base + len(strings) + len(k),
-                                                   key_length=len(k), value_length=len(v)))
-        strings += k + v
-    return header + entries + strings
 
 
 def _region_table(bat_length: int) -> bytes:

@@ -12,7 +12,7 @@ import uuid
 from typing import Callable, Iterator
 
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
-from ..errors import CorruptImageError, ReadOnlyError
+from ..errors import CorruptImageError, ReadOnlyError, RefusedError
 from ..formats import VHDX
 from ..storage import Store
 from ..units import align_up
@@ -21,7 +21,7 @@ from .bat import BatGeometry, BlockAllocationTable
 from ..bitmaps import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
 from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequence, validate_sequence
-from .metadata import Metadata, ParentLocator, read_metadata
+from .metadata import Metadata, ParentLocator, build_parent_locator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
 
@@ -370,6 +370,44 @@ class VhdxDisk(VirtualDisk):
             self._patch_metadata(tx, self.metadata.region.file_offset + entry.offset, disk_id.bytes_le)
             self._session.commit(tx)
             self.metadata.virtual_disk_id = disk_id
+
+    def set_parent_paths(self, relative_path: str, absolute_path: str | None = None) -> None:
+        """Rewrite the parent locator's paths (Set-VHD -ParentPath), keeping parent_linkage, in one
+        log transaction (2.6.2.6): the new item goes where the old one was if it fits, else after
+        the last item, and its table entry changes with it. DataWriteGuid stays: no data changed."""
+        self._check_writable()
+        assert self._session is not None
+        locator = self.metadata.parent_locator
+        if locator is None:
+            raise RefusedError(f"{self.name} is not a differencing disk: it has no parent to point at")
+        pairs = {k: v for k, v in locator.entries.items()
+                 if k not in ("relative_path", "absolute_win32_path", "volume_path")}
+        pairs["relative_path"] = relative_path
+        if absolute_path:
+            pairs["absolute_win32_path"] = absolute_path
+        try:
+            data = build_parent_locator(pairs)
+        except ValueError as e:
+            raise RefusedError(f"{self.name}: {e}") from None
+        entries = self.metadata.entries
+        index = next(i for i, e in enumerate(entries) if e.item_id == L.PARENT_LOCATOR_GUID and not e.is_user)
+        entry = entries[index]
+        region = self.metadata.region
+        if len(data) <= entry.length:
+            offset, item = entry.offset, data + bytes(entry.length - len(data))
+        else:
+            offset, item = align_up(max(e.offset + e.length for e in entries), 8), data
+            if offset + len(data) > region.length:
+                raise RefusedError(f"{self.name}: no room in the metadata region for a {len(data)}-byte locator")
+        new_entry = entry.replace(offset=offset, length=len(data))
+        with self._write_lock:
+            self._session.begin(user_visible=False)
+            tx = Transaction()
+            self._patch_metadata(tx, region.file_offset + offset, item)
+            self._patch_metadata(tx, region.file_offset + L.MetadataTableHeader.sizeof()
+                                 + index * L.MetadataTableEntry.sizeof(), new_entry.to_bytes())
+            self._session.commit(tx)
+            self.metadata = read_metadata(self.store, region)
 
     def _patch_metadata(self, tx: Transaction, file_offset: int, data: bytes) -> None:
         """Put ``data`` at ``file_offset`` into the transaction as whole 4 KiB sectors."""

@@ -218,3 +218,20 @@ def _utf16(raw: bytes, start: int, length: int, what: str, base: int) -> str:
         return raw[start : start + length].decode("utf-16-le")
     except UnicodeDecodeError as e:
         raise CorruptImageError("not valid UTF-16", structure=what, offset=base + start) from e
+
+
+def build_parent_locator(pairs: dict[str, str]) -> bytes:
+    """2.6.2.6: header, 12-byte entries, then the UTF-16LE keys and values."""
+    header = L.ParentLocatorHeader.build(dict(locator_type=L.VHDX_PARENT_LOCATOR_TYPE, reserved=0,
+                                              key_value_count=len(pairs)))
+    entries, strings = b"", b""
+    base = L.ParentLocatorHeader.sizeof() + L.ParentLocatorEntry.sizeof() * len(pairs)
+    for key, value in pairs.items():
+        k, v = key.encode("utf-16-le"), value.encode("utf-16-le")
+        if not 0 < len(v) <= 0xFFFF:
+            raise ValueError(f"parent locator value for {key} is empty or too long")
+        entries += L.ParentLocatorEntry.build(dict(key_offset=base + len(strings),
+                                                   value_offset=base + len(strings) + len(k),
+                                                   key_length=len(k), value_length=len(v)))
+        strings += k + v
+    return header + entries + strings
