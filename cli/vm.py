@@ -1,4 +1,4 @@
-"""``vhdkit vm show PATH [--json]``: a virtual machine from its configuration (Hyper-V 2012/2012 R2
+"""``vhdkit vm show PATH [--json]``, ``vhdkit vm move PATH --type TYPE --to DIR``: a virtual machine from its configuration (Hyper-V 2012/2012 R2
 XML, vhdkit's own .vhdkit.json) or its folder (Export-VM's layout, Hyper-V's on a share): name, id,
 generation, memory, processors, every disk with its controller, location and checkpoint chain,
 and the network adapters with their switch. Nothing is written."""
@@ -19,6 +19,14 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     show.add_argument("--json", action="store_true")
     show.add_argument("--no-chains", action="store_true", help="do not open the disks to follow their chains")
     show.set_defaults(run=_show)
+    move = actions.add_parser("move", help="move a VM (Live Storage, Live VSM, Live)")
+    move.add_argument("path", help="the VM's configuration or folder")
+    move.add_argument("--type", dest="kind", required=True, choices=("live", "live-vsm", "live-storage"))
+    move.add_argument("--to", help="the folder the VM's folder goes into (Live Storage, Live VSM)")
+    move.add_argument("--host", help="the destination host (Live, Live VSM)")
+    move.add_argument("--delete-source", action="store_true", help="after a verified move, delete the source")
+    move.add_argument("--json", action="store_true")
+    move.set_defaults(run=_move)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -43,4 +51,32 @@ def _show(args: argparse.Namespace) -> int:
             print(f"    ! {d.problem}")
     for n in vm.nics:
         print(f"nic  {n.name or '-'}  switch {n.switch or '(not connected)'}  mac {n.mac or '-'}")
+    return 0
+
+
+def _move(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from vhdkit.placement.locations import Host
+    from vhdkit.vm import load
+    from vhdkit.vm.loader import vm_folder
+    from vhdkit.vm.move import move_vm, resume_move
+
+    report = None
+    if args.to:  # a move killed after its destination was complete finishes from there
+        dest = os.path.join(os.path.abspath(args.to), os.path.basename(vm_folder(args.path)))
+        report = resume_move(args.kind, dest, delete_source=args.delete_source)
+    if report is None:
+        vm = load(args.path)
+        here = Host(socket.gethostname(), local=True)
+        other = Host(args.host) if args.host else None
+        report = move_vm(vm, args.kind, to=os.path.abspath(args.to) if args.to else None, source_host=here,
+                         destination_host=other, delete_source=args.delete_source)
+    if args.json:
+        print(json.dumps(report._asdict(), indent=2))
+        return 0
+    print(f"{report.kind}: {report.vm} {report.source} -> {report.destination}, {report.files_copied} files, "
+          f"{report.bytes_copied} bytes" + (", source deleted" if report.source_deleted else "")
+          + (" (finished a move that had been interrupted)" if report.resumed else ""))
     return 0

@@ -63,6 +63,13 @@ def _config_in(folder: str) -> str:
     return candidates[0]
 
 
+def vm_folder(path: str | os.PathLike[str]) -> str:
+    """The VM's folder for ``path`` (the folder itself, or a configuration file in it), existing or not."""
+    where = os.fspath(path)
+    return os.path.realpath(where) if os.path.isdir(where) or not where.lower().endswith(SUFFIXES) \
+        else _vm_folder(where)
+
+
 def _vm_folder(config_file: str) -> str:
     """The VM's folder: the one above ``Virtual Machines``, else the configuration's own."""
     parent = os.path.dirname(os.path.abspath(config_file))

@@ -1,0 +1,158 @@
+"""Moving a VM read from its configuration: every file, checkpoint chains included, with the copied
+chains pointed at their new places and the configuration rewritten; guests the engine runs keep
+writing and switch in one pause; a killed move leaves one complete home and a rerun finishes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import vhdkit
+from vhdkit.errors import RefusedError
+from vhdkit.guest import GuestDisk
+from vhdkit.placement.locations import Host
+from vhdkit.vm import load
+from vhdkit.vm.move import JOURNAL, move_vm
+
+from ..copy.guestload import StampedWriter
+from ..copy.test_serve import vhdkit_argv
+from .xml_fixture import configuration, write
+
+MiB = 1 << 20
+HOST = Host("hosta", local=True)
+
+
+def make_vm(root, layer_mib: int = 1):
+    """web01: the OS disk with two checkpoints (``layer_mib`` written at each level), a data disk;
+    2012 R2 XML."""
+    disks = root / "Virtual Hard Disks"
+    disks.mkdir(parents=True)
+    n = layer_mib * MiB
+    with vhdkit.create(disks / "os.vhdx", 128 * MiB) as d:
+        d.pwrite(0, b"O" * n)
+    with vhdkit.create(disks / "os_1.avhdx", parent=disks / "os.vhdx") as d:
+        d.pwrite(n, b"1" * n)
+    with vhdkit.create(disks / "os_2.avhdx", parent=disks / "os_1.avhdx") as d:
+        d.pwrite(2 * n, b"2" * n)
+    with vhdkit.create(disks / "data.vhdx", 128 * MiB) as d:
+        d.pwrite(3 * n, b"D" * n)
+    write(root / "Virtual Machines" / "A.xml", configuration(
+        "web01", ide=[r"C:\VMs\web01\Virtual Hard Disks\os_2.avhdx"], scsi=[r"C:\VMs\web01\Virtual Hard Disks\data.vhdx"]))
+    return load(root)
+
+
+def contents(vm) -> list[str]:
+    out = []
+    for disk in vm.disks:
+        with vhdkit.open(disk.chain[0], allowed_parent_dirs=[vm.folder]) as d:
+            out.append(hashlib.sha256(d.pread(0, d.size)).hexdigest())
+    return out
+
+
+def test_live_storage_of_a_vm_that_is_off(tmp_path):
+    vm = make_vm(tmp_path / "old" / "web01")
+    before = contents(vm)
+    (tmp_path / "new").mkdir()
+    report = move_vm(vm, "live-storage", to=str(tmp_path / "new"), source_host=HOST)
+    moved = load(tmp_path / "new" / "web01")
+    assert [len(d.chain) for d in moved.disks] == [3, 1] and not any(d.problem for d in moved.disks)
+    assert all(layer.startswith(str(tmp_path / "new")) for d in moved.disks for layer in d.chain)
+    assert contents(moved) == before
+    assert moved.disks[0].path == str(tmp_path / "new" / "web01" / "Virtual Hard Disks" / "os_2.avhdx")
+    with vhdkit.open(moved.disks[0].chain[1], resolve_parents=False) as mid:  # relative and absolute rewritten
+        paths = dict(mid.parent_paths())
+    assert paths["relative_path"] == ".\\os.vhdx" and paths["absolute_win32_path"] == moved.disks[0].chain[2]
+    assert report.files_copied == 5 and not report.source_deleted and os.path.isdir(vm.folder)
+    assert not (tmp_path / "new" / "web01" / JOURNAL).exists()
+
+
+def test_live_storage_while_the_guest_writes_both_disks(tmp_path):
+    vm = make_vm(tmp_path / "old" / "web01")
+    guests, shadows, writers = {}, {}, []
+    for disk in vm.disks:
+        opened = vhdkit.open(disk.chain[0], "r+", allowed_parent_dirs=[vm.folder])
+        shadows[disk.chain[0]] = bytearray(opened.pread(0, opened.size))
+        guests[disk.chain[0]] = GuestDisk(opened)
+        writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=150, seed=len(writers)).start())
+    (tmp_path / "new").mkdir()
+    time.sleep(0.2)
+    report = move_vm(vm, "live-storage", to=str(tmp_path / "new"), source_host=HOST, guests=guests,
+                     delete_source=True)
+    time.sleep(0.2)  # the guests go on writing, now at the destination
+    for writer in writers:
+        writer.stop()
+        assert not writer.errors and writer.acknowledged > 10
+    assert report.pause_ms is not None and report.source_deleted and not os.path.exists(vm.folder)
+    for path, guest in guests.items():
+        assert guest.name.startswith(str(tmp_path / "new")), guest.name
+        assert guest.pread(0, guest.size) == bytes(shadows[path])  # every acknowledged write
+        guest.close()
+    moved = load(tmp_path / "new" / "web01")
+    assert [len(d.chain) for d in moved.disks] == [3, 1] and not any(d.problem for d in moved.disks)
+    for disk, path in zip(moved.disks, guests):
+        with vhdkit.open(disk.chain[0], allowed_parent_dirs=[moved.folder]) as d:
+            assert d.pread(0, d.size) == bytes(shadows[path])
+
+
+def test_refusals_leave_nothing_behind(tmp_path):
+    vm = make_vm(tmp_path / "old" / "web01")
+    with pytest.raises(RefusedError, match="cannot write to"):
+        move_vm(vm, "live-storage", to=str(tmp_path / "nowhere"), source_host=HOST)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old" / "web01" / "Virtual Hard Disks" / "data.vhdx").unlink()
+    with pytest.raises(RefusedError, match="cannot be read here"):
+        move_vm(load(tmp_path / "old" / "web01"), "live-storage", to=str(tmp_path / "new"), source_host=HOST)
+    assert list((tmp_path / "new").iterdir()) == []
+    with pytest.raises(RefusedError, match="own storage"):
+        move_vm(vm, "live", source_host=HOST, destination_host=Host("hostb"))
+
+
+def _start_move(vm, to):
+    argv = [*vhdkit_argv(), "vm", "move", str(vm.folder), "--type", "live-storage", "--to", str(to),
+            "--delete-source", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dest = to / "web01"
+    while not dest.exists() and proc.poll() is None:  # the move proper begins: its folder appears
+        time.sleep(0.0005)
+    return argv, proc, dest
+
+
+def test_a_killed_move_leaves_one_complete_home_and_a_rerun_finishes(tmp_path):
+    """Ten SIGKILLs spread over the move itself (timed from its folder appearing, across one
+    uninterrupted run's length): each leaves a whole VM at the source or the destination."""
+    big = lambda root: make_vm(root, layer_mib=24)  # noqa: E731 - long enough to be cut at ten places
+    vm = big(tmp_path / "timing" / "old" / "web01")
+    (tmp_path / "timing" / "new").mkdir()
+    _, proc, _ = _start_move(vm, tmp_path / "timing" / "new")
+    started = time.monotonic()
+    proc.communicate(timeout=120)
+    length = time.monotonic() - started
+    assert proc.returncode == 0
+    seen = set()
+    for point in range(10):
+        root = tmp_path / f"cut{point}"
+        vm = big(root / "old" / "web01")
+        before = contents(vm)
+        (root / "new").mkdir()
+        argv, proc, dest = _start_move(vm, root / "new")
+        time.sleep(length * point / 10)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        journal = json.loads((dest / JOURNAL).read_text()) if (dest / JOURNAL).exists() else None
+        seen.add(journal["phase"] if journal else ("done" if proc.returncode == 0 else "not begun"))
+        if journal is not None and journal["phase"] == "written" or journal is None and not os.path.exists(vm.folder):
+            home = load(dest)  # the move got that far: the destination is the VM's home
+        else:
+            home = load(vm.folder)  # it did not: the source is, untouched
+        assert contents(home) == before, point  # a usable VM, whole
+        again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 or not os.path.exists(vm.folder) and journal is None, again.stderr
+        moved = load(dest)
+        assert contents(moved) == before and not os.path.exists(vm.folder) and not (dest / JOURNAL).exists()
+    assert "copying" in seen, seen  # the cuts land inside the move, not only around it
