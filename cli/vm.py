@@ -58,21 +58,26 @@ def _move(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from vhdkit.placement.locations import Host
+    from vhdkit.placement.locations import Host, Identity
     from vhdkit.vm import load
     from vhdkit.vm.loader import vm_folder
     from vhdkit.vm.move import move_vm, resume_move
 
+    to = args.to if not args.to or "://" in args.to else os.path.abspath(args.to)
     report = None
-    if args.to:  # a move killed after its destination was complete finishes from there
-        dest = os.path.join(os.path.abspath(args.to), os.path.basename(vm_folder(args.path)))
-        report = resume_move(args.kind, dest, delete_source=args.delete_source)
+    if to:  # a move killed after its destination was complete finishes from there
+        report = resume_move(args.kind, to, os.path.basename(vm_folder(args.path)), delete_source=args.delete_source)
     if report is None:
         vm = load(args.path)
-        here = Host(socket.gethostname(), local=True)
+        identity = None
+        if to and to.startswith("smb://"):  # this host logs in as the URL's user (password: VHDKIT_SMB_PASSWORD)
+            from urllib.parse import urlsplit
+
+            identity = Identity(urlsplit(to).username or "", os.environ.get("VHDKIT_SMB_PASSWORD", ""))
+        here = Host(socket.gethostname(), identity, local=True)
         other = Host(args.host) if args.host else None
-        report = move_vm(vm, args.kind, to=os.path.abspath(args.to) if args.to else None, source_host=here,
-                         destination_host=other, delete_source=args.delete_source)
+        report = move_vm(vm, args.kind, to=to, source_host=here, destination_host=other,
+                         delete_source=args.delete_source)
     if args.json:
         print(json.dumps(report._asdict(), indent=2))
         return 0

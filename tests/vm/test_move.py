@@ -16,7 +16,7 @@ import pytest
 import vhdkit
 from vhdkit.errors import RefusedError
 from vhdkit.guest import GuestDisk
-from vhdkit.placement.locations import Host
+from vhdkit.placement.locations import Host, Identity
 from vhdkit.vm import load
 from vhdkit.vm.move import JOURNAL, move_vm
 
@@ -156,3 +156,37 @@ def test_a_killed_move_leaves_one_complete_home_and_a_rerun_finishes(tmp_path):
         moved = load(dest)
         assert contents(moved) == before and not os.path.exists(vm.folder) and not (dest / JOURNAL).exists()
     assert "copying" in seen, seen  # the cuts land inside the move, not only around it
+
+
+def test_live_storage_onto_the_samba_share_while_the_guest_writes(tmp_path, samba, monkeypatch):
+    monkeypatch.setenv("VHDKIT_SMB_PASSWORD", samba.password)
+    vm = make_vm(tmp_path / "old" / "web01")
+    guests, shadows, writers = {}, {}, []
+    for disk in vm.disks:
+        opened = vhdkit.open(disk.chain[0], "r+", allowed_parent_dirs=[vm.folder])
+        shadows[disk.chain[0]] = bytearray(opened.pread(0, opened.size))
+        guests[disk.chain[0]] = GuestDisk(opened)
+        writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=100, seed=7 + len(writers)).start())
+    share = f"smb://{samba.user}@127.0.0.1:{samba.port}/share1"
+    time.sleep(0.2)
+    try:
+        host = Host("hosta", Identity(samba.user, samba.password), local=True)
+        report = move_vm(vm, "live-storage", to=share, source_host=host, guests=guests, delete_source=True)
+        time.sleep(0.2)
+    finally:
+        for writer in writers:
+            writer.stop()
+    assert all(not w.errors and w.acknowledged > 10 for w in writers)
+    assert report.pause_ms is not None and report.source_deleted and report.destination == f"{share}/web01"
+    for path, guest in guests.items():
+        assert guest.name.startswith("smb://"), guest.name
+        assert guest.pread(0, guest.size) == bytes(shadows[path])
+        guest.close()
+    folder = samba.share_path("share1") / "web01"  # the share's files, as the server keeps them
+    moved = load(folder)
+    assert moved.disks[0].path == r"\\127.0.0.1\share1\web01\Virtual Hard Disks\os_2.avhdx"
+    assert [len(d.chain) for d in moved.disks] == [3, 1] and not any(d.problem for d in moved.disks)
+    for disk, path in zip(moved.disks, guests):  # through SMB, as a host would open it
+        url = f"{share}/web01/Virtual Hard Disks/{os.path.basename(disk.chain[0])}"
+        with vhdkit.open(url, allowed_parent_dirs=[f"{share}/web01"]) as d:
+            assert d.pread(0, d.size) == bytes(shadows[path])

@@ -107,6 +107,17 @@ class Folders:
             with open(path, mode) as f:
                 f.write(data)
 
+    def rename(self, old: str, new: str) -> None:
+        """Give ``old`` the name ``new``, replacing a file there, in one step on either side."""
+        if self.location.is_smb:
+            import smbclient
+
+            unc_old, options = self._smb(old)
+            unc_new, _ = self._smb(new)
+            smbclient.replace(unc_old, unc_new, **options)
+        else:
+            os.replace(old, new)
+
     def remove(self, path: str) -> None:
         if self.location.is_smb:
             import smbclient

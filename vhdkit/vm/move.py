@@ -27,9 +27,8 @@ from ..errors import RefusedError, VhdkitError
 from ..guest import GuestDisk
 from ..ops.open import open_image
 from ..ops.reparent import set_parent
-from ..placement.folders import copy_file
-from ..placement.locations import Host
-from .loader import load
+from ..placement.folders import Folders, copy_file
+from ..placement.locations import Host, Location
 from .model import VmConfig
 from .plan import plan_move
 
@@ -64,13 +63,14 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
         raise RefusedError(f"{vm.config_path}: a .vmcx configuration cannot be rewritten safely (no public "
                            "specification of its checksums and log); export the VM, or move it with Hyper-V")
     assert to is not None, "Live Storage and Live VSM need a destination"
-    dest = os.path.join(to, os.path.basename(vm.folder))
-    journal = _read_journal(dest)
+    fs = Folders(Location(to))
+    dest = fs.join(to, os.path.basename(vm.folder))
+    journal = _read_journal(fs, dest)
     if journal is not None and journal.get("phase") == "written":
-        return _finish(kind, dest, journal, delete_source, resumed=True)
+        return _finish(kind, fs, dest, journal, delete_source, resumed=True)
     if journal is not None:  # killed before the destination was complete: start it afresh
-        shutil.rmtree(dest)
-    elif os.path.isdir(dest):
+        fs.remove_tree(dest)
+    elif fs.exists(dest):
         raise RefusedError(f"{kind} move of {vm.name} refused: {dest} exists already")
     plan = plan_move(vm, kind, source_host=source_host, destination_host=destination_host, to=to, shares=shares)
     if not plan.allowed:
@@ -81,34 +81,40 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     guests = dict(guests or {})
     before = {key: guest.active for key, guest in guests.items()}
     # The destination appears with its journal in it, in one step: a folder made beside it first.
-    staging = os.path.join(to, f".{os.path.basename(dest)}.vhdkit-new")
-    shutil.rmtree(staging, ignore_errors=True)  # left by a run killed right here
-    os.makedirs(staging)
-    _write_journal(staging, {"phase": "copying", "vm": vm.name, "source": vm.folder, "host": plan.host})
-    os.rename(staging, dest)
+    staging = fs.join(to, f".{os.path.basename(vm.folder)}.vhdkit-new")
+    if fs.exists(staging):
+        fs.remove_tree(staging)  # left by a run killed right here
+    fs.mkdir(staging)
+    _write_journal(fs, staging, {"phase": "copying", "vm": vm.name, "source": vm.folder, "host": plan.host})
+    fs.rename(staging, dest)
     try:
-        files, copied, pause = _copy(vm, dest, guests, job_options)
-        _relink_chains(vm, dest, {os.path.realpath(k) for k in guests})
-        _write_config(vm, dest)
-        _write_journal(dest, {"phase": "written", "vm": vm.name, "source": vm.folder, "host": plan.host,
-                              "files": files, "bytes": copied, "pause_ms": pause})
+        files, copied, pause = _copy(vm, fs, dest, guests, job_options)
+        _relink_chains(vm, fs, dest, {os.path.realpath(k) for k in guests})
+        _write_config(vm, fs, dest)
+        _write_journal(fs, dest, {"phase": "written", "vm": vm.name, "source": vm.folder, "host": plan.host,
+                                  "files": files, "bytes": copied, "pause_ms": pause})
     except BaseException:
         if all(guest.active is before[key] for key, guest in guests.items()):  # nobody runs from dest yet
-            shutil.rmtree(dest, ignore_errors=True)
+            try:
+                fs.remove_tree(dest)
+            except OSError:
+                pass
         raise
-    return _finish(kind, dest, _read_journal(dest) or {}, delete_source, resumed=False)
+    return _finish(kind, fs, dest, _read_journal(fs, dest) or {}, delete_source, resumed=False)
 
 
-def resume_move(kind: str, dest: str, *, delete_source: bool = False) -> MoveReport | None:
-    """Finish a move killed after its destination was complete (the source may already be gone);
-    None when ``dest`` holds no such move."""
-    journal = _read_journal(dest)
+def resume_move(kind: str, to: str, name: str, *, delete_source: bool = False) -> MoveReport | None:
+    """Finish a move of the VM folder ``name`` into ``to`` killed after its destination was
+    complete (the source may already be gone); None when there is no such move."""
+    fs = Folders(Location(to))
+    dest = fs.join(to, name)
+    journal = _read_journal(fs, dest)
     if journal is None or journal.get("phase") != "written":
         return None
-    return _finish(kind, dest, journal, delete_source, resumed=True)
+    return _finish(kind, fs, dest, journal, delete_source, resumed=True)
 
 
-def _copy(vm: VmConfig, dest: str, guests: Mapping[str, GuestDisk],
+def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk],
           job_options: dict[str, Any]) -> tuple[int, int, float | None]:
     from ..migration.mirror import MirrorJob
     from ..migration.service import create_target
@@ -119,20 +125,21 @@ def _copy(vm: VmConfig, dest: str, guests: Mapping[str, GuestDisk],
     jobs: list[MirrorJob] = []
     for root, _dirs, names in os.walk(vm.folder):
         rel = os.path.relpath(root, vm.folder)
-        target_dir = os.path.join(dest, rel) if rel != "." else dest
-        os.makedirs(target_dir, exist_ok=True)
+        target_dir = fs.join(dest, *rel.split(os.sep)) if rel != "." else dest
+        fs.mkdir(target_dir)
         for name in sorted(names):
             source = os.path.realpath(os.path.join(root, name))
             if name == JOURNAL or source in running:
                 continue
-            copied += copy_file(source, os.path.join(target_dir, name))
+            copied += copy_file(source, fs.join(target_dir, name))
             files += 1
     for source, guest in running.items():  # the guests' disks: mirrored while they write
-        target_path = os.path.join(dest, os.path.relpath(source, vm.folder))
+        target_path = _there(fs, dest, vm.folder, source)
         top = guest.active
         info = top.info()
         if top.parent is not None:  # the top of a chain: a new child of its copied parent
-            parent = os.path.join(os.path.dirname(target_path), os.path.basename(top.parent.name))
+            parent = _there(fs, dest, vm.folder, os.path.join(os.path.dirname(source),
+                                                               os.path.basename(top.parent.name)))
             target = create_target(target_path, format=info.format, parent=parent)
             shallow = True
         else:
@@ -152,14 +159,22 @@ def _copy(vm: VmConfig, dest: str, guests: Mapping[str, GuestDisk],
     return files, copied, pause
 
 
-def _relink_chains(vm: VmConfig, dest: str, mirrored: set[str]) -> None:
-    """Point every copied differencing disk at its copied parent (a mirrored top was made with
-    its new parent's paths already), then open each chain to prove it."""
+def _there(fs: Folders, dest: str, folder: str, path: str) -> str:
+    """Where ``path`` (a file under the VM's ``folder``) is at the destination."""
+    return fs.join(dest, *os.path.relpath(path, folder).split(os.sep))
+
+
+def _relink_chains(vm: VmConfig, fs: Folders, dest: str, mirrored: set[str]) -> None:
+    """Point every copied differencing disk at its copied parent, then open each chain to prove
+    it. A mirrored top is not reopened: its guest is writing it (a second reader would see a log
+    in flight), and it was opened on its new parent when it was made, which is the proof."""
     for disk in vm.disks:
-        layers = [os.path.join(dest, os.path.relpath(layer, vm.folder)) for layer in disk.chain]
+        layers = [_there(fs, dest, vm.folder, layer) for layer in disk.chain]
         for source, child, parent in zip(disk.chain, layers, layers[1:]):
             if os.path.realpath(source) not in mirrored:
                 set_parent(child, parent, allowed_parent_dirs=[dest])
+        if disk.chain and os.path.realpath(disk.chain[0]) in mirrored:
+            layers = layers[1:]
         if layers:
             with open_image(layers[0], allowed_parent_dirs=[dest], force_share=True) as opened:
                 depth, layer = 0, opened
@@ -170,21 +185,27 @@ def _relink_chains(vm: VmConfig, dest: str, mirrored: set[str]) -> None:
                 raise VhdkitError(f"{layers[0]}: its chain at the destination has {depth} layers, not {len(layers)}")
 
 
-def _write_config(vm: VmConfig, dest: str) -> None:
-    """The configuration at the destination, each disk's recorded path replaced by its new one."""
-    source = vm.config_path
-    target = os.path.join(dest, os.path.relpath(source, vm.folder))
-    with open(source, "rb") as f:
+def _write_config(vm: VmConfig, fs: Folders, dest: str) -> None:
+    """The configuration at the destination, each disk's recorded path replaced by its new one
+    (a share's files as the UNC path Hyper-V records, ``\\\\server\\share\\...``)."""
+    with open(vm.config_path, "rb") as f:
         data = f.read()
     for disk in vm.disks:
-        new = os.path.join(dest, os.path.relpath(disk.chain[0] if disk.chain else disk.local or "", vm.folder))
-        data = _replace_path(data, disk.path, new, vm.config_format, source)
+        new = _recorded(_there(fs, dest, vm.folder, disk.chain[0] if disk.chain else disk.local or ""))
+        data = _replace_path(data, disk.path, new, vm.config_format, vm.config_path)
+    target = _there(fs, dest, vm.folder, vm.config_path)
     temp = target + ".vhdkit-tmp"
-    with open(temp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, target)
+    fs.write(temp, data, replace=True)
+    fs.rename(temp, target)
+
+
+def _recorded(location: str) -> str:
+    if not location.startswith("smb://"):
+        return location
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(location)
+    return "\\\\" + (parts.hostname or "") + unquote(parts.path).replace("/", "\\")
 
 
 def _replace_path(data: bytes, old: str, new: str, config_format: str, name: str) -> bytes:
@@ -201,51 +222,54 @@ def _replace_path(data: bytes, old: str, new: str, config_format: str, name: str
     return data  # vhdkit's description names its disks relative to the folder: nothing to change
 
 
-def _finish(kind: str, dest: str, journal: dict[str, Any], delete_source: bool, resumed: bool) -> MoveReport:
-    """The destination is complete (journal "written"): delete the source if asked, end the journal.
-    The source is first renamed out of the way in one step, so it is whole or gone, never half."""
+def _finish(kind: str, fs: Folders, dest: str, journal: dict[str, Any], delete_source: bool,
+            resumed: bool) -> MoveReport:
+    """The destination is complete (journal "written": every chain there was opened and proved
+    before it was written): delete the source if asked, end the journal. The source is first
+    renamed out of the way in one step, so it is whole or gone, never half."""
     deleted = False
     source = str(journal.get("source", ""))
     tombstone = os.path.join(os.path.dirname(source), f".{os.path.basename(source)}.vhdkit-deleting")
-    if delete_source and source and os.path.isdir(source) and os.path.realpath(source) != os.path.realpath(dest):
-        moved = load(dest)  # the destination must hold the whole VM before the source goes
-        if any(d.problem for d in moved.disks):
-            raise VhdkitError(f"{dest}: not complete ({'; '.join(d.problem or '' for d in moved.disks)}); the "
-                              f"source {source} is kept")
+    if delete_source and source and os.path.isdir(source):
         os.replace(source, tombstone)
     if delete_source and os.path.isdir(tombstone):
         shutil.rmtree(tombstone)
         deleted = True
-    os.unlink(os.path.join(dest, JOURNAL))
+    fs.remove(fs.join(dest, JOURNAL))
     return MoveReport(kind, str(journal.get("vm", "")), source, dest, str(journal.get("host", "")),
                       int(journal.get("files", 0)), int(journal.get("bytes", 0)), journal.get("pause_ms"), deleted,
                       resumed)
 
 
-def _read_journal(dest: str) -> dict[str, Any] | None:
-    try:
-        with open(os.path.join(dest, JOURNAL)) as f:
-            doc = json.load(f)
-    except FileNotFoundError:
+def _read_journal(fs: Folders, dest: str) -> dict[str, Any] | None:
+    path = fs.join(dest, JOURNAL)
+    if not fs.exists(path):
         return None
+    try:
+        doc = json.loads(fs.read(path))
     except (OSError, ValueError):
-        return {"phase": "copying"}  # unreadable: written only while copying began
+        return {"phase": "copying"}  # unreadable: a journal is written whole, so this one never was
     return doc if isinstance(doc, dict) else {"phase": "copying"}
 
 
-def _write_journal(dest: str, doc: dict[str, Any]) -> None:
-    path = os.path.join(dest, JOURNAL)
+def _write_journal(fs: Folders, dest: str, doc: dict[str, Any]) -> None:
+    """Written under another name, flushed, then renamed over the journal: it is old or new."""
+    path = fs.join(dest, JOURNAL)
     temp = path + ".tmp"
-    with open(temp, "w") as f:
-        json.dump(dict(doc, at=time.time()), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if fs.location.is_smb:
+        fs.write(temp, json.dumps(dict(doc, at=time.time())).encode(), replace=True)
+    else:
+        with open(temp, "w") as f:
+            json.dump(dict(doc, at=time.time()), f)
+            f.flush()
+            os.fsync(f.fileno())
+    fs.rename(temp, path)
+    if not fs.location.is_smb:
+        fd = os.open(dest, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 __all__ = ["JOURNAL", "MoveReport", "move_vm", "resume_move"]
