@@ -19,8 +19,14 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     show.add_argument("--json", action="store_true")
     show.add_argument("--no-chains", action="store_true", help="do not open the disks to follow their chains")
     show.set_defaults(run=_show)
+    serve = actions.add_parser("serve", help="run a VM's disks: one NBD export each, and a control socket")
+    serve.add_argument("path", help="the VM's configuration or folder")
+    serve.add_argument("--nbd-dir", required=True, metavar="DIR", help="a unix socket per disk goes here")
+    serve.add_argument("--control", required=True, metavar="PATH", help="where vhdkit vm move --control asks")
+    serve.set_defaults(run=_serve)
     move = actions.add_parser("move", help="move a VM (Live Storage, Live VSM, Live)")
-    move.add_argument("path", help="the VM's configuration or folder")
+    move.add_argument("path", nargs="?", help="the VM's configuration or folder (a VM that is off)")
+    move.add_argument("--control", metavar="PATH", help="move the VM vhdkit vm serve runs, while its guests write")
     move.add_argument("--type", dest="kind", required=True, choices=("live", "live-vsm", "live-storage"))
     move.add_argument("--to", help="the folder the VM's folder goes into (Live Storage, Live VSM)")
     move.add_argument("--host", help="the destination host (Live, Live VSM)")
@@ -54,9 +60,37 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
+    from vhdkit.vm.runner import VmRunner
+
+    runner = VmRunner(args.path, args.nbd_dir)
+    try:
+        runner.serve_nbd()
+        runner.serve_control(args.control)
+    except BaseException:
+        runner.stop()
+        raise
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: runner.stop())
+    exports = ", ".join(f"{disk} at unix:{path}" for disk, path in runner.exports.items())
+    print(f"running {runner.vm.name}: {exports}; control at {args.control}", flush=True)
+    while not runner.wait_stopped(0.5):
+        pass
+    print(f"stopped {runner.vm.name}", file=sys.stderr, flush=True)
+    return 0
+
+
 def _move(args: argparse.Namespace) -> int:
     import os
     import socket
+
+    if args.control:
+        return _move_served(args)
+    if not args.path:
+        raise SystemExit("vhdkit vm move: give the VM's folder, or --control of the vhdkit vm serve running it")
 
     from vhdkit.placement.locations import Host, Identity
     from vhdkit.vm import load
@@ -84,4 +118,22 @@ def _move(args: argparse.Namespace) -> int:
     print(f"{report.kind}: {report.vm} {report.source} -> {report.destination}, {report.files_copied} files, "
           f"{report.bytes_copied} bytes" + (", source deleted" if report.source_deleted else "")
           + (" (finished a move that had been interrupted)" if report.resumed else ""))
+    return 0
+
+
+def _move_served(args: argparse.Namespace) -> int:
+    import os
+
+    from vhdkit.migration.service import request
+
+    to = args.to if not args.to or "://" in args.to else os.path.abspath(args.to)
+    answer = request(args.control, "move", type=args.kind, to=to or "", delete_source=args.delete_source)
+    if not answer.get("ok"):
+        raise SystemExit(f"vhdkit vm move: {answer.get('error', 'refused')}")
+    move = answer["move"]
+    if args.json:
+        print(json.dumps(move, indent=2))
+    else:
+        print(f"{move['kind']}: {move['vm']} {move['source']} -> {move['destination']}, {move['files_copied']} files,"
+              f" switch-over pause {move['pause_ms']} ms" + (", source deleted" if move["source_deleted"] else ""))
     return 0
