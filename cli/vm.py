@@ -31,6 +31,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     move.add_argument("--to", help="the folder the VM's folder goes into (Live Storage, Live VSM)")
     move.add_argument("--host", help="the destination host (Live, Live VSM)")
     move.add_argument("--delete-source", action="store_true", help="after a verified move, delete the source")
+    move.add_argument("--netvirt", metavar="MODEL", help="a vhdkit netvirt model: print the lookup records the "
+                                                           "host change moves (Live, Live VSM)")
     move.add_argument("--json", action="store_true")
     move.set_defaults(run=_move)
 
@@ -98,23 +100,33 @@ def _move(args: argparse.Namespace) -> int:
     from vhdkit.vm.move import move_vm, resume_move
 
     to = args.to if not args.to or "://" in args.to else os.path.abspath(args.to)
+    changes = None
+    if args.netvirt:  # worked out first: a model that does not know the VM or the host stops the move
+        if not args.host:
+            raise SystemExit("vhdkit vm move: --netvirt is for a move to another host (--host)")
+        from vhdkit.vm.loader import vm_folder as folder_of
+
+        changes = _lookup_changes(args.netvirt, _vm_name(args.path, folder_of), args.host)
     report = None
     if to:  # a move killed after its destination was complete finishes from there
         report = resume_move(args.kind, to, os.path.basename(vm_folder(args.path)), delete_source=args.delete_source)
     if report is None:
         vm = load(args.path)
         identity = None
-        if to and to.startswith("smb://"):  # this host logs in as the URL's user (password: VHDKIT_SMB_PASSWORD)
+        if to and to.startswith("smb://"):  # the hosts log in as the URL's user (password: VHDKIT_SMB_PASSWORD)
             from urllib.parse import urlsplit
 
             identity = Identity(urlsplit(to).username or "", os.environ.get("VHDKIT_SMB_PASSWORD", ""))
         here = Host(socket.gethostname(), identity, local=True)
-        other = Host(args.host) if args.host else None
+        other = Host(args.host, identity) if args.host else None
         report = move_vm(vm, args.kind, to=to, source_host=here, destination_host=other,
                          delete_source=args.delete_source)
     if args.json:
-        print(json.dumps(report._asdict(), indent=2))
+        print(json.dumps(dict(report._asdict(), lookup_changes=changes), indent=2))
         return 0
+    for change in changes or []:
+        print(f"VSID {change['before']['VirtualSubnetID']} CA {change['before']['CustomerAddress']}: "
+              f"PA {change['before']['ProviderAddress']} -> {change['after']['ProviderAddress']}")
     print(f"{report.kind}: {report.vm} {report.source} -> {report.destination}, {report.files_copied} files, "
           f"{report.bytes_copied} bytes" + (", source deleted" if report.source_deleted else "")
           + (" (finished a move that had been interrupted)" if report.resumed else ""))
@@ -137,3 +149,26 @@ def _move_served(args: argparse.Namespace) -> int:
         print(f"{move['kind']}: {move['vm']} {move['source']} -> {move['destination']}, {move['files_copied']} files,"
               f" switch-over pause {move['pause_ms']} ms" + (", source deleted" if move["source_deleted"] else ""))
     return 0
+
+
+def _lookup_changes(model: str, vm: str, host: str) -> list[dict[str, Any]]:
+    """The lookup records a VM's move to ``host`` changes in a netvirt model (only the PAs move),
+    as ``vhdkit netvirt move`` reports them."""
+    from vhdkit import netvirt
+
+    fabric = netvirt.load(model)
+    before = netvirt.lookup_table(fabric)
+    fabric.move_vm(vm, host)
+    return [{"before": old.as_dict(), "after": new.as_dict()}
+            for old, new in netvirt.move_changes(before, netvirt.lookup_table(fabric))]
+
+
+def _vm_name(path: str, folder_of: Any) -> str:
+    from vhdkit.vm import load
+
+    try:
+        return load(path, follow_chains=False).name
+    except Exception:  # noqa: BLE001 - moved already: the folder's name is the VM's
+        import os
+
+        return os.path.basename(folder_of(path))

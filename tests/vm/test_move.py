@@ -22,6 +22,7 @@ from vhdkit.vm.move import JOURNAL, move_vm
 
 from ..copy.guestload import StampedWriter
 from ..copy.test_serve import vhdkit_argv
+from ..test_cli import vhdkit_cmd
 from .xml_fixture import configuration, write
 
 MiB = 1 << 20
@@ -190,3 +191,28 @@ def test_live_storage_onto_the_samba_share_while_the_guest_writes(tmp_path, samb
         url = f"{share}/web01/Virtual Hard Disks/{os.path.basename(disk.chain[0])}"
         with vhdkit.open(url, allowed_parent_dirs=[f"{share}/web01"]) as d:
             assert d.pread(0, d.size) == bytes(shadows[path])
+
+
+def test_live_vsm_onto_a_share_prints_the_lookup_records_that_move(tmp_path, samba, monkeypatch):
+    """A VM on a host's own disks moves with its storage to another host (Live VSM: the share is
+    the destination host's); with a netvirt model, the records whose PA changes are printed."""
+    from ..preflight.models import netvirt_model
+
+    monkeypatch.setenv("VHDKIT_SMB_PASSWORD", samba.password)
+    vm = make_vm(tmp_path / "old" / "web01")
+    model = netvirt_model(tmp_path / "model.json", {"hosta": "192.0.2.11", "hostb": "192.0.2.12"}, "nvgre")
+    doc = json.loads(model.read_text())
+    doc["vm_networks"][0]["subnets"][0].update(start="10.1.1.10", end="10.1.1.200")
+    doc["vms"] = [{"name": "web01", "host": "hosta", "nics": [{"network": "Contoso", "subnet": "front"}]}]
+    model.write_text(json.dumps(doc))
+    share = f"smb://{samba.user}@127.0.0.1:{samba.port}/share2"
+    done = vhdkit_cmd("vm", "move", str(vm.folder), "--type", "live-vsm", "--to", share, "--host", "hostb",
+                      "--netvirt", str(model), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["destination"] == f"{share}/web01" and report["kind"] == "live-vsm"
+    [change] = report["lookup_changes"]
+    assert (change["before"]["ProviderAddress"], change["after"]["ProviderAddress"]) == ("192.0.2.11", "192.0.2.12")
+    unknown = vhdkit_cmd("vm", "move", str(vm.folder), "--type", "live-vsm", "--to", share, "--host", "hostc",
+                         "--netvirt", str(model))
+    assert unknown.returncode == 1 and "hostc" in unknown.stderr  # refused before anything moved
