@@ -27,13 +27,18 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     move = actions.add_parser("move", help="move a VM (Live Storage, Live VSM, Live)")
     move.add_argument("path", nargs="?", help="the VM's configuration or folder (a VM that is off)")
     move.add_argument("--control", metavar="PATH", help="move the VM vhdkit vm serve runs, while its guests write")
-    move.add_argument("--type", dest="kind", required=True, choices=("live", "live-vsm", "live-storage"))
+    move.add_argument("--type", dest="kind", choices=("live", "live-vsm", "live-storage"))
     move.add_argument("--to", help="the folder the VM's folder goes into (Live Storage, Live VSM)")
     move.add_argument("--host", help="the destination host (Live, Live VSM)")
     move.add_argument("--delete-source", action="store_true", help="after a verified move, delete the source")
     move.add_argument("--netvirt", metavar="MODEL", help="a vhdkit netvirt model: print the lookup records the "
                                                            "host change moves (Live, Live VSM)")
-    move.add_argument("--json", action="store_true")
+    move.add_argument("--json", action="store_true", help="print the report as JSON")
+    move.add_argument("--events", action="store_true", help="one JSON line per step on stdout, for engines")
+    move.add_argument("--status", action="store_true", help="with --control: what the served VM is doing")
+    move.add_argument("--speed", help="with --control: mirror at most this much per second, e.g. 200M")
+    move.add_argument("--cancel", action="store_true",
+                      help="with --control: stop a move before its switch-over (the VM stays where it was)")
     move.set_defaults(run=_move)
 
 
@@ -91,8 +96,9 @@ def _move(args: argparse.Namespace) -> int:
 
     if args.control:
         return _move_served(args)
-    if not args.path:
-        raise SystemExit("vhdkit vm move: give the VM's folder, or --control of the vhdkit vm serve running it")
+    if not args.path or not args.kind:
+        raise SystemExit("vhdkit vm move: give the VM's folder and --type, or --control of the vhdkit vm serve "
+                         "running it")
 
     from vhdkit.placement.locations import Host, Identity
     from vhdkit.vm import load
@@ -120,7 +126,7 @@ def _move(args: argparse.Namespace) -> int:
         here = Host(socket.gethostname(), identity, local=True)
         other = Host(args.host, identity) if args.host else None
         report = move_vm(vm, args.kind, to=to, source_host=here, destination_host=other,
-                         delete_source=args.delete_source)
+                         delete_source=args.delete_source, on_event=_event_printer(args))
     if args.json:
         print(json.dumps(dict(report._asdict(), lookup_changes=changes), indent=2))
         return 0
@@ -133,13 +139,46 @@ def _move(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_printer(args: argparse.Namespace) -> Any:
+    """Events as JSON lines (--events), or a progress bar on a terminal (per disk, summed)."""
+    from .progress import ProgressBar
+
+    bar = ProgressBar("moving")
+    disks: dict[str, tuple[int, int]] = {}
+
+    def on_event(event: str, fields: dict[str, Any]) -> None:
+        if args.events:
+            print(json.dumps({"event": event, **fields}), flush=True)
+        elif event == "mirroring":
+            disks[fields["disk"]] = (fields["total"] - fields["remaining"], fields["total"])
+            bar(sum(d for d, _ in disks.values()), sum(t for _, t in disks.values()))
+        elif event == "switched":
+            bar.close()
+
+    return on_event
+
+
 def _move_served(args: argparse.Namespace) -> int:
     import os
 
     from vhdkit.migration.service import request
 
+    if args.status or args.cancel:
+        answer = request(args.control, "status" if args.status else "cancel")
+        if not answer.get("ok"):
+            raise SystemExit(f"vhdkit vm move: {answer.get('error', 'refused')}")
+        print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+        return 0
+    if not args.kind:
+        raise SystemExit("vhdkit vm move: --type is needed to move")
     to = args.to if not args.to or "://" in args.to else os.path.abspath(args.to)
-    answer = request(args.control, "move", type=args.kind, to=to or "", delete_source=args.delete_source)
+    speed = None
+    if args.speed:
+        from vhdkit.units import parse_size
+
+        speed = parse_size(args.speed)
+    answer = request(args.control, "move", type=args.kind, to=to or "", delete_source=args.delete_source,
+                     **({"speed": speed} if speed else {}))
     if not answer.get("ok"):
         raise SystemExit(f"vhdkit vm move: {answer.get('error', 'refused')}")
     move = answer["move"]

@@ -23,6 +23,7 @@ from vhdkit.vm.move import JOURNAL, move_vm
 from ..copy.guestload import StampedWriter
 from ..copy.test_serve import vhdkit_argv
 from ..test_cli import vhdkit_cmd
+from .conftest import share_folder
 from .xml_fixture import configuration, write
 
 MiB = 1 << 20
@@ -168,7 +169,7 @@ def test_live_storage_onto_the_samba_share_while_the_guest_writes(tmp_path, samb
         shadows[disk.chain[0]] = bytearray(opened.pread(0, opened.size))
         guests[disk.chain[0]] = GuestDisk(opened)
         writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=100, seed=7 + len(writers)).start())
-    share = f"smb://{samba.user}@127.0.0.1:{samba.port}/share1"
+    share = share_folder(samba, "share1", tmp_path.name)
     time.sleep(0.2)
     try:
         host = Host("hosta", Identity(samba.user, samba.password), local=True)
@@ -183,9 +184,9 @@ def test_live_storage_onto_the_samba_share_while_the_guest_writes(tmp_path, samb
         assert guest.name.startswith("smb://"), guest.name
         assert guest.pread(0, guest.size) == bytes(shadows[path])
         guest.close()
-    folder = samba.share_path("share1") / "web01"  # the share's files, as the server keeps them
+    folder = samba.share_path("share1") / tmp_path.name / "web01"  # the share's files, as the server keeps them
     moved = load(folder)
-    assert moved.disks[0].path == r"\\127.0.0.1\share1\web01\Virtual Hard Disks\os_2.avhdx"
+    assert moved.disks[0].path == rf"\\127.0.0.1\share1\{tmp_path.name}\web01\Virtual Hard Disks\os_2.avhdx"
     assert [len(d.chain) for d in moved.disks] == [3, 1] and not any(d.problem for d in moved.disks)
     for disk, path in zip(moved.disks, guests):  # through SMB, as a host would open it
         url = f"{share}/web01/Virtual Hard Disks/{os.path.basename(disk.chain[0])}"
@@ -205,7 +206,7 @@ def test_live_vsm_onto_a_share_prints_the_lookup_records_that_move(tmp_path, sam
     doc["vm_networks"][0]["subnets"][0].update(start="10.1.1.10", end="10.1.1.200")
     doc["vms"] = [{"name": "web01", "host": "hosta", "nics": [{"network": "Contoso", "subnet": "front"}]}]
     model.write_text(json.dumps(doc))
-    share = f"smb://{samba.user}@127.0.0.1:{samba.port}/share2"
+    share = share_folder(samba, "share2", tmp_path.name)
     done = vhdkit_cmd("vm", "move", str(vm.folder), "--type", "live-vsm", "--to", share, "--host", "hostb",
                       "--netvirt", str(model), "--json")
     assert done.returncode == 0, done.stderr

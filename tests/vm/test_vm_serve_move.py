@@ -16,6 +16,7 @@ from vhdkit.vm import load
 
 from ..copy.test_serve import GUEST, need_libnbd, vhdkit_argv
 from ..test_cli import vhdkit_cmd
+from .conftest import share_folder
 from .test_move import make_vm
 
 
@@ -47,7 +48,7 @@ def test_a_served_vm_moves_onto_a_share_while_nbd_guests_write(tmp_path, samba, 
             assert time.monotonic() < deadline and all(g.poll() is None for g, _ in guests)
             time.sleep(0.02)
         time.sleep(0.3)
-        share = f"smb://{samba.user}@127.0.0.1:{samba.port}/share1"
+        share = share_folder(samba, "share1", tmp_path.name)
         moved = vhdkit_cmd("vm", "move", "--control", str(control), "--type", "live-storage", "--to", share,
                            "--delete-source", "--json")
         assert moved.returncode == 0, moved.stderr
@@ -64,8 +65,46 @@ def test_a_served_vm_moves_onto_a_share_while_nbd_guests_write(tmp_path, samba, 
         served.send_signal(signal.SIGTERM)
         served.communicate(timeout=60)
     assert all(n > 50 for n in written), written
-    here = load(samba.share_path("share1") / "web01")
+    here = load(samba.share_path("share1") / tmp_path.name / "web01")
     assert [len(d.chain) for d in here.disks] == [3, 1] and not any(d.problem for d in here.disks)
     for disk, shadow in zip(here.disks, shadows):
         with vhdkit.open(disk.chain[0], allowed_parent_dirs=[here.folder]) as d:
             assert d.pread(0, d.size) == shadow.read_bytes()  # first content + every acknowledged write
+
+
+def test_a_served_move_reports_its_steps_and_can_be_cancelled(tmp_path):
+    """--status while the disks mirror (held to 1 MiB/s), --cancel before the switch-over: the
+    move fails, the destination is gone, the VM goes on from where it was; --events streams steps."""
+    vm = make_vm(tmp_path / "old" / "web01", layer_mib=8)
+    nbd, control = tmp_path / "nbd", tmp_path / "vm.ctl"
+    served = subprocess.Popen([*vhdkit_argv(), "vm", "serve", vm.folder, "--nbd-dir", str(nbd), "--control",
+                               str(control)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert served.stdout is not None and served.stdout.readline().startswith("running web01")
+        (tmp_path / "new").mkdir()
+        moving = subprocess.Popen([*vhdkit_argv(), "vm", "move", "--control", str(control), "--type", "live-storage",
+                                   "--to", str(tmp_path / "new"), "--speed", "1M"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while True:
+            status = json.loads(vhdkit_cmd("vm", "move", "--control", str(control), "--status").stdout)
+            if status["moving"] and status["moving"]["event"] == "mirroring":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["moving"]["total"] > 0
+        cancelled = vhdkit_cmd("vm", "move", "--control", str(control), "--cancel")
+        assert cancelled.returncode == 0 and '"cancelled": 2' in cancelled.stdout, cancelled.stdout + cancelled.stderr
+        _, err = moving.communicate(timeout=60)
+        assert moving.returncode == 1 and "cancelled" in err, err
+        assert not (tmp_path / "new" / "web01").exists()
+        status = json.loads(vhdkit_cmd("vm", "move", "--control", str(control), "--status").stdout)
+        assert all(name.startswith(vm.folder) for name in status["disks"].values()) and status["moving"] is None
+    finally:
+        served.send_signal(signal.SIGTERM)
+        served.communicate(timeout=60)
+    events = subprocess.run([*vhdkit_argv(), "vm", "move", vm.folder, "--type", "live-storage", "--to",
+                             str(tmp_path / "new"), "--events"], capture_output=True, text=True, timeout=120)
+    assert events.returncode == 0, events.stderr
+    steps = [json.loads(line)["event"] for line in events.stdout.splitlines() if line.startswith("{")]
+    assert steps[0] == "copying" and steps[-3:] == ["relinked", "written", "done"], steps

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 from ..errors import RefusedError, VhdkitError
 from ..guest import GuestDisk
@@ -48,12 +48,20 @@ class MoveReport(NamedTuple):
     resumed: bool  # a journal from a killed run was found and finished
 
 
+Events = Callable[[str, dict[str, Any]], None]
+
+
 def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host,
             destination_host: Host | None = None, guests: Mapping[str, GuestDisk] | None = None,
             delete_source: bool = False, shares: Mapping[str, str] | None = None,
+            on_event: Events | None = None, on_jobs: Callable[[list[Any]], None] | None = None,
             **job_options: Any) -> MoveReport:
     """Move ``vm``; returns what was done. Refused (RefusedError, nothing made) when a
-    precondition fails."""
+    precondition fails. ``on_event(event, fields)`` hears the steps: "copying" (per file, with
+    bytes), "mirroring" (per disk: copied, remaining, total), "switched" (pause_ms), "relinked",
+    "written", "done". ``on_jobs`` receives the mirror jobs once started (a caller may cancel
+    them until the switch-over; the move then fails and the guests stay on the source)."""
+    emit: Events = on_event or (lambda event, fields: None)
     if kind == "live":
         plan = plan_move(vm, kind, source_host=source_host, destination_host=destination_host, shares=shares)
         if not plan.allowed:
@@ -88,11 +96,13 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     _write_journal(fs, staging, {"phase": "copying", "vm": vm.name, "source": vm.folder, "host": plan.host})
     fs.rename(staging, dest)
     try:
-        files, copied, pause = _copy(vm, fs, dest, guests, job_options)
+        files, copied, pause = _copy(vm, fs, dest, guests, job_options, emit, on_jobs)
         _relink_chains(vm, fs, dest, {os.path.realpath(k) for k in guests})
+        emit("relinked", {"disks": len(vm.disks)})
         _write_config(vm, fs, dest)
         _write_journal(fs, dest, {"phase": "written", "vm": vm.name, "source": vm.folder, "host": plan.host,
                                   "files": files, "bytes": copied, "pause_ms": pause})
+        emit("written", {"destination": dest})
     except BaseException:
         if all(guest.active is before[key] for key, guest in guests.items()):  # nobody runs from dest yet
             try:
@@ -100,7 +110,9 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
             except OSError:
                 pass
         raise
-    return _finish(kind, fs, dest, _read_journal(fs, dest) or {}, delete_source, resumed=False)
+    report = _finish(kind, fs, dest, _read_journal(fs, dest) or {}, delete_source, resumed=False)
+    emit("done", report._asdict())
+    return report
 
 
 def resume_move(kind: str, to: str, name: str, *, delete_source: bool = False) -> MoveReport | None:
@@ -114,8 +126,8 @@ def resume_move(kind: str, to: str, name: str, *, delete_source: bool = False) -
     return _finish(kind, fs, dest, journal, delete_source, resumed=True)
 
 
-def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk],
-          job_options: dict[str, Any]) -> tuple[int, int, float | None]:
+def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk], job_options: dict[str, Any],
+          emit: Events, on_jobs: Callable[[list[Any]], None] | None) -> tuple[int, int, float | None]:
     from ..migration.mirror import MirrorJob
     from ..migration.service import create_target
     from ..migration.switchover import complete_together
@@ -133,6 +145,7 @@ def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk],
                 continue
             copied += copy_file(source, fs.join(target_dir, name))
             files += 1
+            emit("copying", {"file": os.path.relpath(source, vm.folder), "bytes": copied})
     for source, guest in running.items():  # the guests' disks: mirrored while they write
         target_path = _there(fs, dest, vm.folder, source)
         top = guest.active
@@ -149,7 +162,16 @@ def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk],
         files += 1
     pause = None
     if jobs:
+        if on_jobs is not None:
+            on_jobs(jobs)
+        while not all(job.state.value in ("ready", "failed", "cancelled") for job in jobs):
+            for job in jobs:
+                status = job.status()
+                emit("mirroring", {"disk": job.target.name, "copied": status["copied"],
+                                   "remaining": status["remaining"], "total": status["total"]})
+            time.sleep(0.1)
         pause = complete_together(jobs) * 1000
+        emit("switched", {"pause_ms": pause})
         for job in jobs:
             try:
                 job.verify()

@@ -4,7 +4,8 @@ so outside programs can be its guest, and a control socket through which ``vhdki
 (specs/vm.md). The process stands in for the VM's worker process: its disks live in it.
 
 Control requests are JSON lines, bounded and checked: ``{"cmd": "status"}``, ``{"cmd": "move",
-"type": "live-storage", "to": URL, "delete_source": bool}``, ``{"cmd": "stop"}``.
+"type": "live-storage", "to": URL, "delete_source": bool}``, ``{"cmd": "cancel"}`` (a move before
+its switch-over), ``{"cmd": "stop"}``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class VmRunner:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self.last_move: dict[str, Any] | None = None
+        self.step: dict[str, Any] | None = None  # the move's latest event
+        self._jobs: list[Any] = []
         try:
             for disk in self.vm.disks:
                 if disk.local is None or disk.problem:
@@ -91,9 +94,20 @@ class VmRunner:
     # -- control ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {"vm": self.vm.name, "folder": self.vm.folder, "host": self.host, "exports": self.exports,
-                "disks": {k: g.name for k, g in self.guests.items()}, "last_move": self.last_move}
+                "disks": {k: g.name for k, g in self.guests.items()}, "moving": self.step, "last_move": self.last_move}
 
-    def move(self, kind: str, to: str, delete_source: bool) -> dict[str, Any]:
+    def cancel(self) -> dict[str, Any]:
+        """Stop a move before its switch-over: the jobs end, the move fails, the destination goes."""
+        jobs = list(self._jobs)
+        if not jobs:
+            raise VhdkitError("no move is mirroring now")
+        if any(job.state.value in ("switching", "completed") for job in jobs):
+            raise VhdkitError("too late: the guests are switching (or have switched) to the destination")
+        for job in jobs:
+            job.cancel("cancelled by vhdkit vm move --cancel")
+        return {"cancelled": len(jobs)}
+
+    def move(self, kind: str, to: str, delete_source: bool, speed: int | None = None) -> dict[str, Any]:
         from .move import move_vm
 
         if kind not in KINDS:
@@ -102,6 +116,8 @@ class VmRunner:
             raise ValueError("to must be a folder or smb:// URL")
         if not isinstance(delete_source, bool):
             raise ValueError("delete_source must be true or false")
+        if speed is not None and (not isinstance(speed, int) or isinstance(speed, bool) or not 0 < speed <= 1 << 40):
+            raise ValueError("speed must be bytes per second, from 1 to 2**40")
         identity = None
         if to.startswith("smb://"):
             from urllib.parse import urlsplit
@@ -111,8 +127,14 @@ class VmRunner:
             if self.last_move is not None:
                 raise VhdkitError(f"{self.vm.name} was moved to {self.last_move['destination']}: serve it from "
                                   "there to move it again")
-            report = move_vm(self.vm, kind, to=to, source_host=Host(self.host, identity, local=True),
-                             guests=self.guests, delete_source=delete_source)
+            try:
+                report = move_vm(self.vm, kind, to=to, source_host=Host(self.host, identity, local=True),
+                                 guests=self.guests, delete_source=delete_source,
+                                 on_event=lambda event, fields: setattr(self, "step", {"event": event, **fields}),
+                                 on_jobs=lambda jobs: setattr(self, "_jobs", list(jobs)),
+                                 **({"speed": speed} if speed else {}))
+            finally:
+                self._jobs, self.step = [], None
             self.last_move = report._asdict()
             return self.last_move
 
@@ -145,7 +167,7 @@ class VmRunner:
             request = json.loads(line)
             if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
                 raise ValueError("a request is a JSON object with a cmd")
-            unknown = set(request) - {"cmd", "type", "to", "delete_source"}
+            unknown = set(request) - {"cmd", "type", "to", "delete_source", "speed"}
             if unknown:
                 raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
             cmd = request["cmd"]
@@ -153,7 +175,9 @@ class VmRunner:
                 return {"ok": True, **self.status()}
             if cmd == "move":
                 return {"ok": True, "move": self.move(request.get("type", ""), request.get("to", ""),
-                                                      request.get("delete_source", False))}
+                                                      request.get("delete_source", False), request.get("speed"))}
+            if cmd == "cancel":
+                return {"ok": True, **self.cancel()}
             if cmd == "stop":
                 return {"ok": True, "stopping": True}
             raise ValueError(f"unknown cmd {cmd[:40]!r}")
