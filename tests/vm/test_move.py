@@ -74,14 +74,21 @@ def test_live_storage_of_a_vm_that_is_off(tmp_path):
     assert not (tmp_path / "new" / "web01" / JOURNAL).exists()
 
 
-def test_live_storage_while_the_guest_writes_both_disks(tmp_path):
-    vm = make_vm(tmp_path / "old" / "web01")
+def running_guests(vm, rate: int, seed: int):
+    """Each disk's top opened as the engine's guest would hold it, and a writer on each."""
     guests, shadows, writers = {}, {}, []
     for disk in vm.disks:
         opened = vhdkit.open(disk.chain[0], "r+", allowed_parent_dirs=[vm.folder])
         shadows[disk.chain[0]] = bytearray(opened.pread(0, opened.size))
         guests[disk.chain[0]] = GuestDisk(opened)
-        writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=150, seed=len(writers)).start())
+        writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=rate,
+                                     seed=seed + len(writers)).start())
+    return guests, shadows, writers
+
+
+def test_live_storage_while_the_guest_writes_both_disks(tmp_path):
+    vm = make_vm(tmp_path / "old" / "web01")
+    guests, shadows, writers = running_guests(vm, rate=150, seed=0)
     (tmp_path / "new").mkdir()
     time.sleep(0.2)
     report = move_vm(vm, "live-storage", to=str(tmp_path / "new"), source_host=HOST, guests=guests,
@@ -163,12 +170,7 @@ def test_a_killed_move_leaves_one_complete_home_and_a_rerun_finishes(tmp_path):
 def test_live_storage_onto_the_samba_share_while_the_guest_writes(tmp_path, samba, monkeypatch):
     monkeypatch.setenv("VHDKIT_SMB_PASSWORD", samba.password)
     vm = make_vm(tmp_path / "old" / "web01")
-    guests, shadows, writers = {}, {}, []
-    for disk in vm.disks:
-        opened = vhdkit.open(disk.chain[0], "r+", allowed_parent_dirs=[vm.folder])
-        shadows[disk.chain[0]] = bytearray(opened.pread(0, opened.size))
-        guests[disk.chain[0]] = GuestDisk(opened)
-        writers.append(StampedWriter(guests[disk.chain[0]], shadows[disk.chain[0]], rate=100, seed=7 + len(writers)).start())
+    guests, shadows, writers = running_guests(vm, rate=100, seed=7)
     share = share_folder(samba, "share1", tmp_path.name)
     time.sleep(0.2)
     try:

@@ -69,11 +69,11 @@ class DiskService:
         self._nbd = server.listen(address, insecure=insecure).start()
 
     def serve_control(self, path: str) -> None:
-        from ..nbd.listen import bind_unix_private
+        from ..nbd.listen import bind_unix_private, serve_requests
 
         sock = bind_unix_private(path, backlog=8)  # the control socket moves disks: its owner only
         self._control, self._control_path = sock, path
-        threading.Thread(target=self._accept, name="vhdkit-control", daemon=True).start()
+        serve_requests(sock, self.handle, self.stop, MAX_REQUEST_LINE)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -175,34 +175,6 @@ class DiskService:
             pass
         if self.target_path:
             _remove(self.target_path)
-
-    # -- the control socket --------------------------------------------------------------------
-    def _accept(self) -> None:
-        assert self._control is not None
-        while True:
-            try:
-                conn, _ = self._control.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as reader:
-            while True:
-                line = reader.readline(MAX_REQUEST_LINE + 1)
-                if not line:
-                    return
-                if len(line) > MAX_REQUEST_LINE:
-                    conn.sendall(b'{"ok": false, "error": "request too long"}\n')
-                    return
-                answer = self.handle(line)
-                try:
-                    conn.sendall(json.dumps(answer).encode() + b"\n")
-                except OSError:
-                    return
-                if answer.get("stopping"):
-                    self.stop()
-                    return
 
     def handle(self, line: bytes) -> dict[str, Any]:
         try:

@@ -4,10 +4,12 @@ rule that decides whether a TCP address leaves this machine."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import stat
 import threading
+from typing import Any, Callable
 
 from ..errors import VhdkitError
 
@@ -65,3 +67,38 @@ def is_loopback(host: str) -> bool:
     except socket.gaierror:
         return False
     return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def serve_requests(sock: socket.socket, handle: Callable[[bytes], dict[str, Any]], stop: Callable[[], None],
+                   max_line: int = 64 * 1024) -> None:
+    """A control socket's loop, on a thread of its own: a thread per connection, each request a
+    JSON line of at most ``max_line`` bytes answered by ``handle`` with one JSON line; an answer
+    holding ``"stopping"`` ends the service (``stop``)."""
+
+    def talk(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            while True:
+                line = reader.readline(max_line + 1)
+                if not line:
+                    return
+                if len(line) > max_line:
+                    conn.sendall(b'{"ok": false, "error": "request too long"}\n')
+                    return
+                answer = handle(line)
+                try:
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+                except OSError:
+                    return
+                if answer.get("stopping"):
+                    stop()
+                    return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return  # the socket was closed: the service stopped
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, name="vhdkit-control", daemon=True).start()

@@ -64,10 +64,10 @@ class VmRunner:
             self.exports[f"{disk.controller}:{disk.location}"] = path
 
     def serve_control(self, path: str) -> None:
-        from ..nbd.listen import bind_unix_private
+        from ..nbd.listen import bind_unix_private, serve_requests
 
         self._control, self._control_path = bind_unix_private(path, backlog=8), path
-        threading.Thread(target=self._accept, name="vhdkit-vm-control", daemon=True).start()
+        serve_requests(self._control, self.handle, self.stop, MAX_REQUEST_LINE)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -137,30 +137,6 @@ class VmRunner:
                 self._jobs, self.step = [], None
             self.last_move = report._asdict()
             return self.last_move
-
-    def _accept(self) -> None:
-        while self._control is not None:
-            try:
-                conn, _ = self._control.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as reader:
-            line = reader.readline(MAX_REQUEST_LINE + 1)
-            if not line:
-                return
-            if len(line) > MAX_REQUEST_LINE:
-                answer: dict[str, Any] = {"ok": False, "error": "request too long"}
-            else:
-                answer = self.handle(line)
-            try:
-                conn.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError:
-                return
-            if answer.get("stopping"):
-                self.stop()
 
     def handle(self, line: bytes) -> dict[str, Any]:
         try:
