@@ -219,3 +219,16 @@ def test_live_vsm_onto_a_share_prints_the_lookup_records_that_move(tmp_path, sam
     unknown = vhdkit_cmd("vm", "move", str(vm.folder), "--type", "live-vsm", "--to", share, "--host", "hostc",
                          "--netvirt", str(model))
     assert unknown.returncode == 1 and "hostc" in unknown.stderr  # refused before anything moved
+
+
+def test_a_vhd_checkpoint_chain_is_refused_before_anything_is_made(tmp_path):
+    root = tmp_path / "old" / "web01"
+    disks = root / "Virtual Hard Disks"
+    disks.mkdir(parents=True)
+    vhdkit.create(disks / "os.vhd", 16 * MiB).close()
+    vhdkit.create(disks / "os_1.avhd", parent=disks / "os.vhd").close()
+    write(root / "Virtual Machines" / "A.xml", configuration("web01", ide=[r"C:\VMs\web01\Virtual Hard Disks\os_1.avhd"]))
+    (tmp_path / "new").mkdir()
+    with pytest.raises(RefusedError, match="VHD checkpoint chains cannot be moved yet"):
+        move_vm(load(root), "live-storage", to=str(tmp_path / "new"), source_host=HOST)
+    assert list((tmp_path / "new").iterdir()) == []
