@@ -17,7 +17,6 @@ flushes its target, so the -t writeback row (one flush at the end) is the like-f
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import struct
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +12,7 @@ import vhdkit
 from vhdkit import ExtentState
 from vhdkit.errors import ParentMismatchError, ParentNotFoundError, VhdkitError
 
-from ..conftest import pyvhdi_read, require_tool, sha256_of_disk, vhdiinfo
+from ..conftest import pyvhdi_read, require_tool, vhdiinfo
 from .differencing import BLOCK, make_chain
 from .patching import HEADER_OFFSETS, Image, current_header, fix_crc
 
