@@ -203,11 +203,12 @@ def _lookup_changes(model: str, vm: str, host: str) -> list[dict[str, Any]]:
 
 
 def _vm_name(path: str, folder_of: Any) -> str:
+    from vhdkit.errors import VhdkitError
     from vhdkit.vm import load
 
     try:
         return load(path, follow_chains=False).name
-    except Exception:  # noqa: BLE001 - moved already: the folder's name is the VM's
+    except (VhdkitError, OSError):  # moved already: the folder's name is the VM's
         import os
 
         return os.path.basename(folder_of(path))

@@ -13,6 +13,7 @@ selects flat properties, so that never reaches a value the reader needs).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from ..errors import PreflightError
@@ -233,8 +234,6 @@ def read_export(doc: dict[str, Any], name: str) -> HostFacts:
 
 
 def _subnet(r: _Reader, address: str, mask: str, where: str) -> str:
-    import ipaddress
-
     try:
         return str(ipaddress.ip_network(f"{address}/{mask}", strict=False)) if mask else address
     except ValueError:
@@ -296,7 +295,12 @@ def _adapters(r: _Reader, facts: HostFacts) -> None:
         where = f"NetIPAddress[{i}]"
         a = adapter(row, "InterfaceAlias", where)
         if a is not None:
-            a.addresses.append(f"{r.text(row, 'IPAddress', where)}/{r.number(row, 'PrefixLength', where)}")
+            address = f"{r.text(row, 'IPAddress', where)}/{r.number(row, 'PrefixLength', where)}"
+            try:
+                ipaddress.ip_interface(address)
+            except ValueError as e:
+                raise r.fail(f"{where}.IPAddress", str(e)) from None
+            a.addresses.append(address)
     for i, row in enumerate(r.rows("NetRoute")):
         where = f"NetRoute[{i}]"
         a = adapter(row, "InterfaceAlias", where)
@@ -307,14 +311,6 @@ def _adapters(r: _Reader, facts: HostFacts) -> None:
         index = r.number(row, "InterfaceIndex", where)
         if index in by_index:
             by_index[index].netbios = r.number(row, "TcpipNetbiosOptions", where) != 2  # 2: disabled
-    try:
-        import ipaddress
-
-        for a in facts.adapters:
-            for x in a.addresses:
-                ipaddress.ip_interface(x)
-    except ValueError as e:
-        raise r.fail("NetIPAddress", str(e)) from None
 
 
 def _vms(r: _Reader, facts: HostFacts) -> None:

@@ -17,7 +17,7 @@ from ..errors import VhdkitError
 from ..storage import Borrowed, Store, open_store
 from ..units import MiB, format_size
 from ..vhdx import layout as L
-from ..vhdx.bat import BatGeometry, BlockAllocationTable, decode_entry
+from ..vhdx.bat import BatGeometry, BlockAllocationTable, decode_entry, is_zero
 from ..vhdx.headers import VhdxHeader, read_creator, select_current_header, write_updated_header
 from ..vhdx.log import replay_in_memory
 from ..vhdx.metadata import read_metadata
@@ -182,7 +182,7 @@ def _entries_to_check(bat: BlockAllocationTable, ratio: int) -> Iterator[tuple[i
     step = _PAGE * L.BAT_ENTRY_SIZE
     zero = bytes(step)
     for page_first, raw in bat.page_bytes():
-        if raw == bytes(len(raw)):
+        if is_zero(raw):  # most pages of a sparse disk: nothing to look at
             continue
         for start in range(0, len(raw), step):
             page = raw[start : start + step]

@@ -74,6 +74,11 @@ _pages_mutex = threading.Lock()  # every table's page bookkeeping, and the share
 _clean_pages: OrderedDict[tuple[int, int], weakref.ref[BlockAllocationTable]] = OrderedDict()
 
 
+def is_zero(raw: bytes | bytearray) -> bool:
+    """Whether BAT bytes are all zero: a whole page is compared with one constant, allocating nothing."""
+    return raw == _ZERO_PAGE_BYTES if len(raw) == _PAGE_BYTES else raw.count(0) == len(raw)
+
+
 def _remember_clean(table: BlockAllocationTable, page: int) -> None:
     """Called with _pages_mutex held: ``page`` of ``table`` was read; drop the oldest clean pages."""
     _clean_pages[(id(table), page)] = weakref.ref(table)
@@ -147,7 +152,7 @@ class BlockAllocationTable:
         except KeyError:
             pass
         raw = self._read_page_bytes(page)
-        entries = None if raw == _ZERO_PAGE_BYTES[: len(raw)] else _entries_of(raw)
+        entries = None if is_zero(raw) else _entries_of(raw)
         with _pages_mutex:
             if page in self._pages:  # another thread was first
                 return self._pages[page]
@@ -173,7 +178,7 @@ class BlockAllocationTable:
     def nonzero(self) -> Iterator[tuple[int, int]]:
         """(index, value) of every entry that is not 0, in order."""
         for first, raw in self.page_bytes():
-            if raw == _ZERO_PAGE_BYTES[: len(raw)]:
+            if is_zero(raw):
                 continue
             for i, value in enumerate(_entries_of(raw)):
                 if value:

@@ -14,6 +14,7 @@ from .model import VmConfig, VmDisk
 
 CONFIG_FOLDER = "Virtual Machines"
 SUFFIXES = (".xml", ".vmcx", ".vhdkit.json")
+MAX_CONFIG = 64 * 1024 * 1024  # read no more: each format's reader bounds itself lower (XML 16, VMCX 64 MiB)
 
 
 def load(path: str | os.PathLike[str], *, follow_chains: bool = True) -> VmConfig:
@@ -23,7 +24,7 @@ def load(path: str | os.PathLike[str], *, follow_chains: bool = True) -> VmConfi
     folder = _vm_folder(config_file)
     try:
         with open(config_file, "rb") as f:
-            data = f.read(_MAX + 1)
+            data = f.read(MAX_CONFIG + 1)
     except OSError as e:
         raise VmConfigError(f"{config_file}: cannot read it: {e.strerror}") from None
     lower = config_file.lower()
@@ -42,8 +43,6 @@ def load(path: str | os.PathLike[str], *, follow_chains: bool = True) -> VmConfi
         _find(disk, folder, follow_chains)
     return config
 
-
-_MAX = 16 * 1024 * 1024
 
 
 def _config_in(folder: str) -> str:
