@@ -122,3 +122,24 @@ def test_room_for_the_encapsulation_of_a_netvirt_model(lab, tmp_path):
     _, results = lab.preflight("--netvirt", str(model))
     passing(results, 13)
     passing(results, 10)  # both raised alike
+
+
+def test_netbios_on_the_shared_network_warns(lab):
+    """A NetBIOS name service (anything on UDP 137) in hosta's namespace: a warning until it stops.
+    (The printed fix stops nmbd; here the listener is the test's own, so the test stops it.)"""
+    import subprocess
+
+    listener = subprocess.Popen(["ip", "netns", "exec", lab.ns["hosta"], "python3", "-c",
+                                 "import socket, sys, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                 "s.bind(('0.0.0.0', 137)); print('bound', flush=True); time.sleep(600)"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline() == "bound\n"
+        _, results = lab.preflight()
+        warned = failing(results, 9, "warn")
+        assert [r["hosts"] for r in warned] == ["hosta"] and "nmbd" in warned[0]["fix"]
+    finally:
+        listener.kill()
+        listener.wait(30)
+    _, results = lab.preflight()
+    passing(results, 9)
