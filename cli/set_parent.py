@@ -1,6 +1,6 @@
 """``vhdkit set-parent CHILD PARENT``: after a parent moved, point the differencing disk at its new
 place (Hyper-V's ``Set-VHD -Path CHILD -ParentPath PARENT``). The parent must be the disk the child
-was made against; the relative and absolute paths are rewritten, crash-safely (VHDX: the log)."""
+was made against; the relative and absolute paths are rewritten, crash-safely (VHDX: the log; VHD: a new header the footers switch to)."""
 
 from __future__ import annotations
 

@@ -18,54 +18,61 @@ from .test_cli import vhdkit_cmd
 MiB = 1 << 20
 
 
-@pytest.fixture
-def moved_chain(tmp_path):
+@pytest.fixture(params=["vhdx", "vhd"])
+def moved_chain(tmp_path, request):
     """base <- mid <- top in a/, then base moved to b/deeper/ (mid's locators point at a/ still)."""
+    ext = request.param
     a, b = tmp_path / "a", tmp_path / "b" / "deeper"
     a.mkdir()
     b.mkdir(parents=True)
-    with vhdkit.create(a / "base.vhdx", 16 * MiB) as base:
+    with vhdkit.create(a / f"base.{ext}", 16 * MiB) as base:
         base.pwrite(0, b"B" * MiB)
-    with vhdkit.create(a / "mid.avhdx", parent=a / "base.vhdx") as mid:
+    with vhdkit.create(a / f"mid.a{ext}", parent=a / f"base.{ext}") as mid:
         mid.pwrite(MiB, b"M" * MiB)
-    with vhdkit.create(a / "top.avhdx", parent=a / "mid.avhdx") as top:
+    with vhdkit.create(a / f"top.a{ext}", parent=a / f"mid.a{ext}") as top:
         top.pwrite(2 * MiB, b"T" * MiB)
-    with vhdkit.open(a / "top.avhdx") as top:
+    with vhdkit.open(a / f"top.a{ext}") as top:
         content = top.pread(0, top.size)
-    shutil.move(a / "base.vhdx", b / "base.vhdx")
-    return tmp_path, a, b, content
+    shutil.move(a / f"base.{ext}", b / f"base.{ext}")
+    return tmp_path, a, b, content, ext
 
 
 def test_a_moved_parent_is_found_again(moved_chain):
-    root, a, b, content = moved_chain
+    root, a, b, content, ext = moved_chain
+    mid, top = a / f"mid.a{ext}", a / f"top.a{ext}"
     with pytest.raises(ParentNotFoundError):
-        vhdkit.open(a / "top.avhdx", allowed_parent_dirs=[root])
-    done = vhdkit_cmd("set-parent", str(a / "mid.avhdx"), str(b / "base.vhdx"), "--allowed-parent-dir", str(root))
+        vhdkit.open(top, allowed_parent_dirs=[root])
+    size_before = mid.stat().st_size
+    done = vhdkit_cmd("set-parent", str(mid), str(b / f"base.{ext}"), "--allowed-parent-dir", str(root))
     assert done.returncode == 0, done.stderr
-    assert "..\\b\\deeper\\base.vhdx" in done.stdout
-    with vhdkit.open(a / "top.avhdx", allowed_parent_dirs=[root]) as top:  # mid's identity unchanged
-        assert top.pread(0, top.size) == content
-    assert vhdkit.check(a / "mid.avhdx", allowed_parent_dirs=[root]).verdict == "clean"
-    info = run("vhdiinfo", a / "mid.avhdx").stdout
-    assert f"Parent filename\t\t: {b / 'base.vhdx'}" in info
+    assert f"..\\b\\deeper\\base.{ext}" in done.stdout
+    with vhdkit.open(top, allowed_parent_dirs=[root]) as opened:  # mid's identity unchanged
+        assert opened.pread(0, opened.size) == content
+    assert vhdkit.check(mid, allowed_parent_dirs=[root]).verdict == "clean"
+    info = run("vhdiinfo", mid).stdout  # VHDX: the locator's path; VHD: the header's parent name
+    assert f"Parent filename\t\t: {b / 'base.vhdx' if ext == 'vhdx' else 'base.vhd'}" in info
+    if ext == "vhd":  # the paths fit the old spaces: the header went back, the file is as long as before
+        assert mid.stat().st_size == size_before
+        with vhdkit.open(mid, resolve_parents=False) as opened:
+            assert opened.header_offset == 512 and opened.parent_name == "base.vhd"
+            assert opened.footer_info.offset == size_before - 512
+        assert mid.read_bytes()[:512] == mid.read_bytes()[-512:]  # the footer and its copy agree
 
 
 def test_the_wrong_parent_is_refused_and_nothing_changes(moved_chain):
-    root, a, b, _ = moved_chain
-    vhdkit.create(b / "stranger.vhdx", 16 * MiB).close()
-    before = (a / "mid.avhdx").read_bytes()
-    with pytest.raises(RefusedError, match="cannot be .* parent: .* is not the parent of"):
-        set_parent(a / "mid.avhdx", b / "stranger.vhdx")
-    assert (a / "mid.avhdx").read_bytes() == before
-    refused = vhdkit_cmd("set-parent", str(a / "mid.avhdx"), str(b / "stranger.vhdx"))
+    root, a, b, _, ext = moved_chain
+    mid = a / f"mid.a{ext}"
+    vhdkit.create(b / f"stranger.{ext}", 16 * MiB).close()
+    before = mid.read_bytes()
+    with pytest.raises(RefusedError, match="cannot be .* parent: .* (is not the parent of|the child expects)"):
+        set_parent(mid, b / f"stranger.{ext}")
+    assert mid.read_bytes() == before
+    refused = vhdkit_cmd("set-parent", str(mid), str(b / f"stranger.{ext}"))
     assert refused.returncode == 1 and "nothing was changed" in refused.stderr
 
 
-def test_a_disk_with_no_parent_and_a_vhd_say_why(tmp_path):
-    vhdkit.create(tmp_path / "plain.vhdx", 16 * MiB).close()
-    with pytest.raises(RefusedError, match="not a differencing disk"):
-        set_parent(tmp_path / "plain.vhdx", tmp_path / "plain.vhdx")
-    vhdkit.create(tmp_path / "base.vhd", 16 * MiB).close()
-    vhdkit.create(tmp_path / "child.vhd", parent=tmp_path / "base.vhd").close()
-    done = vhdkit_cmd("set-parent", str(tmp_path / "child.vhd"), str(tmp_path / "base.vhd"))
-    assert done.returncode == 1 and "not supported for VHD images" in done.stderr
+def test_a_disk_with_no_parent_says_why(tmp_path):
+    for ext in ("vhdx", "vhd"):
+        vhdkit.create(tmp_path / f"plain.{ext}", 16 * MiB).close()
+        with pytest.raises(RefusedError, match="not a differencing disk"):
+            set_parent(tmp_path / f"plain.{ext}", tmp_path / f"plain.{ext}")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .ops.merge import merge
     from .ops.open import detect_format
     from .ops.open import open_image as open  # noqa: A004
+    from .ops.reparent import set_parent
     from .ops.resize import compact, resize
     from .vhd.image import VhdDisk
     from .vhdx.image import VhdxDisk
@@ -56,6 +57,7 @@ _LAZY = {
     "merge": ("vhdkit.ops.merge", "merge"),
     "resize": ("vhdkit.ops.resize", "resize"),
     "compact": ("vhdkit.ops.resize", "compact"),
+    "set_parent": ("vhdkit.ops.reparent", "set_parent"),
     "VhdxDisk": ("vhdkit.vhdx.image", "VhdxDisk"),
     "VhdDisk": ("vhdkit.vhd.image", "VhdDisk"),
 }
@@ -108,4 +110,5 @@ __all__ = [
     "merge",
     "open",
     "resize",
+    "set_parent",
 ]

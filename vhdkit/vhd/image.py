@@ -20,7 +20,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
-from ..errors import CorruptImageError, ReadOnlyError, UnsupportedFeatureError
+from ..errors import CorruptImageError, ReadOnlyError, RefusedError, UnsupportedFeatureError
 from ..formats import VHD
 from ..storage import Store
 from ..units import align_up, is_power_of_two
@@ -219,6 +219,24 @@ class VhdDisk(VirtualDisk):
             return (f"{parent.name} has unique id {parent.unique_id}, the child expects {self.parent_unique_id} "
                     "(the parent changed after the child was made)")
         return None
+
+    def set_parent_paths(self, relative_path: str, absolute_path: str | None = None) -> None:
+        """Point the parent locators at the parent's new place (Set-VHD -ParentPath), by a new
+        header the footers switch to (vhd/locators.py: crash-safe without a log)."""
+        from .locators import rewrite_parent_locators
+
+        self._check_open()
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name} is open read-only")
+        if not self.differencing:
+            raise RefusedError(f"{self.name} is not a differencing disk: it has no parent to point at")
+        if self.problems:
+            raise ReadOnlyError(f"{self.name} is damaged ({self.problems[0]}); repair it first (vhdkit check --repair)")
+        with self._write_lock:
+            rewrite_parent_locators(self, relative_path, absolute_path)
+            self.footer_info = self._find_footer(self.file_store, self.file_store.size(), False)
+            self.footer = self.footer_info.fields
+            self._read_dynamic(self.file_store, self.file_store.size(), False)
 
     # -- reading -------------------------------------------------------------------------------
     def _block_runs(self, offset: int, length: int) -> Iterator[tuple[int, int, int, int]]:
