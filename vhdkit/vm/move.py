@@ -86,12 +86,6 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     missing = [d.path for d in vm.disks if d.local is None or d.problem]
     if missing:
         raise RefusedError(f"{vm.name}: these disks cannot be read here, so they cannot move: {', '.join(missing)}")
-    vhd_chains = [d.path for d in vm.disks if len(d.chain) > 1 and any(layer.lower().endswith((".vhd", ".avhd"))
-                                                                       for layer in d.chain[1:])]
-    if vhd_chains:  # copied, their middle layers would keep pointing at the old place
-        raise RefusedError(f"{vm.name}: VHD checkpoint chains cannot be moved yet (their parent locators cannot be "
-                           f"rewritten safely: VHD has no log): {', '.join(vhd_chains)}; merge the checkpoints first "
-                           "(vhdkit merge), or convert the chain to VHDX")
     guests = dict(guests or {})
     before = {key: guest.active for key, guest in guests.items()}
     # The destination appears with its journal in it, in one step: a folder made beside it first.
