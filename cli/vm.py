@@ -43,11 +43,14 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _show(args: argparse.Namespace) -> int:
+    from vhdkit.storage import redact
     from vhdkit.vm import load
 
     vm = load(args.path, follow_chains=not args.no_chains)
     if args.json:
-        print(json.dumps(vm.as_dict(), indent=2))
+        doc = vm.as_dict()
+        doc.update(folder=redact(vm.folder), config_path=redact(vm.config_path))
+        print(json.dumps(doc, indent=2))
         return 0
     print(f"name:        {vm.name}")
     print(f"id:          {vm.id or '-'}")
@@ -55,7 +58,9 @@ def _show(args: argparse.Namespace) -> int:
     print(f"generation:  {vm.generation}")
     print(f"memory:      {vm.memory_mb} MB" if vm.memory_mb else "memory:      -")
     print(f"processors:  {vm.processors or '-'}" + (" (compatibility mode)" if vm.processor_compatibility else ""))
-    print(f"folder:      {vm.folder}")
+    print(f"folder:      {redact(vm.folder)}")
+    if vm.host:
+        print(f"host:        {vm.host}")
     for d in vm.disks:
         print(f"disk {d.controller}:{d.location}  {d.path}")
         for i, layer in enumerate(d.chain):

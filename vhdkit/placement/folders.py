@@ -46,6 +46,29 @@ class Folders:
             return True
         return os.path.exists(path)
 
+    def kind(self, path: str) -> str | None:
+        """"dir", "file" (a regular file), "other", or None when nothing is there."""
+        import stat
+
+        if self.location.is_smb:
+            import smbclient
+
+            unc, options = self._smb(path)
+            try:
+                mode = smbclient.stat(unc, **options).st_mode
+            except OSError:
+                return None
+        else:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                return None
+        return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+    def names(self, path: str) -> list[str]:
+        """The entries of the folder ``path``, sorted."""
+        return sorted(name for name, _ in self._entries(path))
+
     def walk(self, root: str) -> Iterator[str]:
         """Every file under ``root``, as paths relative to it ("/"-separated)."""
         stack = [""]
@@ -66,15 +89,16 @@ class Folders:
             return [(e.name, e.is_dir()) for e in smbclient.scandir(unc, **options)]
         return [(e.name, e.is_dir()) for e in os.scandir(path)]
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, limit: int = -1) -> bytes:
+        """The file's bytes (at most ``limit`` of them, when given)."""
         if self.location.is_smb:
             import smbclient
 
             unc, options = self._smb(path)
             with smbclient.open_file(unc, "rb", **options) as f:
-                return f.read()
+                return f.read(limit)
         with open(path, "rb") as f:
-            return f.read()
+            return f.read(limit)
 
     # -- changing ------------------------------------------------------------------------------
     def mkdir(self, path: str) -> None:

@@ -51,6 +51,11 @@ class DiskSpec(NamedTuple):
         return max(self.virtual_size, new) if full else new
 
 
+def checkpoint_file(disk_name: str, number: int) -> str:
+    """The differencing disk ``place`` makes for the ``number``-th checkpoint (from 1), beside its disk."""
+    return f"{disk_name.rsplit('.', 1)[0]}_checkpoint{number}.avhdx"
+
+
 class VmSpec(NamedTuple):
     name: str
     hosts: tuple[str, ...]  # the hosts that must run it (two for a live-migratable VM)
@@ -194,8 +199,7 @@ def _place(vm: VmSpec, location: Location) -> Placement:
             made_files.append(current)
         for i, (disk_name, _) in enumerate(vm.checkpoints):
             parent = fs.join(disks, disk_name)
-            stem = disk_name.rsplit(".", 1)[0]
-            current = fs.join(disks, f"{stem}_checkpoint{i + 1}.avhdx")
+            current = fs.join(disks, checkpoint_file(disk_name, i + 1))
             create(current, format=VHDX, parent=parent).close()
             made_files.append(current)
         current = fs.join(fs.join(root, "Virtual Machines"), f"{vm.name}.vhdkit.json")

@@ -25,19 +25,33 @@ from __future__ import annotations
 import bisect
 import itertools
 import ntpath
-from typing import TYPE_CHECKING
+from array import array
+from typing import Any, Protocol
 
 from ..errors import RefusedError
+from ..storage import Store
 from ..units import align_up
 from . import layout as L
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .image import VhdDisk
+
+class _Differencing(Protocol):
+    """What this module reads of an open differencing VhdDisk (named so, not imported: the disk
+    calls in here)."""
+
+    name: str
+    store: Store
+    file_store: Store
+    header: Any  # layout.DynamicHeader
+    header_offset: int
+    footer_info: Any  # image.ParsedFooter: the footer the disk was opened on
+    bat: array | None
+    bitmap_bytes: int
+    block_size: int
 
 MAX_PATH_CHARS = 32767  # a Windows path's longest (\\?\ form), in UTF-16 code units
 
 
-def rewrite_parent_locators(disk: "VhdDisk", relative_path: str, absolute_path: str | None) -> None:
+def rewrite_parent_locators(disk: _Differencing, relative_path: str, absolute_path: str | None) -> None:
     """Point ``disk``'s locators at the parent's new paths (W2ru relative, W2ku absolute), the
     header's parent name at its file name; the parent's identity and the data stay as they are."""
     assert disk.header is not None and disk.footer_info.offset > 0
@@ -90,7 +104,7 @@ def rewrite_parent_locators(disk: "VhdDisk", relative_path: str, absolute_path: 
         store.flush()
 
 
-def _old_spaces(disk: "VhdDisk", datas: list[bytes], file_end: int) -> list[int] | None:
+def _old_spaces(disk: _Differencing, datas: list[bytes], file_end: int) -> list[int] | None:
     """Where in the old locators' reserved spaces each of ``datas`` (padded to whole sectors) can
     go, one space each, largest into largest; None when they do not all fit. A space counts only
     if it lies, whole and sector-aligned, clear of the footers, the header, the BAT and every
@@ -128,7 +142,7 @@ def _old_spaces(disk: "VhdDisk", datas: list[bytes], file_end: int) -> list[int]
     return where
 
 
-def _header(disk: "VhdDisk", name: str, placed: list[tuple[bytes, bytes, int]]) -> bytes:
+def _header(disk: _Differencing, name: str, placed: list[tuple[bytes, bytes, int]]) -> bytes:
     h = disk.header
     assert h is not None
     locators = [dict(platform_code=code, platform_data_space=align_up(len(data), L.SECTOR),
@@ -149,7 +163,7 @@ def _header(disk: "VhdDisk", name: str, placed: list[tuple[bytes, bytes, int]]) 
     return bytes(raw)
 
 
-def _footer(disk: "VhdDisk", header_offset: int) -> bytes:
+def _footer(disk: _Differencing, header_offset: int) -> bytes:
     raw = bytearray(disk.footer_info.raw)
     raw[L.Footer.offset_of("data_offset"):L.Footer.offset_of("data_offset") + 8] = header_offset.to_bytes(8, "big")
     raw[L.FOOTER_CHECKSUM_OFFSET:L.FOOTER_CHECKSUM_OFFSET + 4] = L.checksum(raw, L.FOOTER_CHECKSUM_OFFSET).to_bytes(4, "big")

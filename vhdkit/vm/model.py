@@ -40,7 +40,8 @@ class VmConfig:
     config_path: str = ""  # the configuration file read
     config_format: str = ""  # "hyperv-xml", "vmcx", "vhdkit"
     version: str = ""  # the configuration version (5.0 is Hyper-V 2012 R2)
-    folder: str = ""  # the VM's folder here: files are looked for below it, never outside
+    folder: str = ""  # the VM's folder here (a path, or an smb:// URL): files are looked for below it, never outside
+    host: str = ""  # the host it runs on, where the configuration says (vhdkit's description does)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

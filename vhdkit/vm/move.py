@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
+import uuid
 from typing import Any, Callable, Mapping, NamedTuple
 
 from ..errors import RefusedError, VhdkitError
@@ -29,6 +29,9 @@ from ..ops.open import open_image
 from ..ops.reparent import set_parent
 from ..placement.folders import Folders, copy_file
 from ..placement.locations import Host, Location
+from ..storage import is_url, redact
+from ..units import format_size
+from .loader import MAX_CONFIG
 from .model import VmConfig
 from .plan import plan_move
 
@@ -66,7 +69,13 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
         plan = plan_move(vm, kind, source_host=source_host, destination_host=destination_host, shares=shares)
         if not plan.allowed:
             raise RefusedError(f"Live migration of {vm.name} refused: " + "; ".join(plan.refusals))
-        return MoveReport(kind, vm.name, vm.folder, vm.folder, plan.host, 0, 0, None, False, False)
+        if vm.config_format == "vhdkit":  # the description says where the VM runs; nothing else changes
+            source_fs = Folders(Location(vm.folder))
+            _replace_file(source_fs, vm.config_path, _with_host(source_fs.read(vm.config_path, MAX_CONFIG), plan.host))
+            emit("written", {"destination": vm.folder})
+        report = MoveReport(kind, vm.name, vm.folder, vm.folder, plan.host, 0, 0, None, False, False)
+        emit("done", report._asdict())
+        return report
     if vm.config_format == "vmcx":
         raise RefusedError(f"{vm.config_path}: a .vmcx configuration cannot be rewritten safely (no public "
                            "specification of its checksums and log); export the VM, or move it with Hyper-V")
@@ -76,16 +85,26 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     journal = _read_journal(fs, dest)
     if journal is not None and journal.get("phase") == "written":
         return _finish(kind, fs, dest, journal, delete_source, resumed=True)
-    if journal is not None:  # killed before the destination was complete: start it afresh
-        fs.remove_tree(dest)
-    elif fs.exists(dest):
-        raise RefusedError(f"{kind} move of {vm.name} refused: {dest} exists already")
     plan = plan_move(vm, kind, source_host=source_host, destination_host=destination_host, to=to, shares=shares)
     if not plan.allowed:
         raise RefusedError(f"{kind} move of {vm.name} refused: " + "; ".join(plan.refusals))
+    if journal is not None:  # killed before the destination was complete: start it afresh
+        fs.remove_tree(dest)
+    elif fs.exists(dest):
+        raise RefusedError(f"{kind} move of {vm.name} refused: {redact(dest)} exists already")
     missing = [d.path for d in vm.disks if d.local is None or d.problem]
     if missing:
         raise RefusedError(f"{vm.name}: these disks cannot be read here, so they cannot move: {', '.join(missing)}")
+    source_fs = Folders(Location(vm.folder))
+    files = list(source_fs.walk(vm.folder))
+    needed = sum(_allocated(source_fs.join(vm.folder, *rel.split("/"))) for rel in files)
+    try:
+        free = Location(to).measure().free
+    except VhdkitError as e:
+        raise RefusedError(f"{kind} move of {vm.name} refused: {redact(to)} cannot be measured: {e}") from None
+    if free < needed:
+        raise RefusedError(f"{kind} move of {vm.name} refused: {redact(to)} is too small: the VM's files take "
+                           f"{format_size(needed)}, {format_size(free)} is free")
     guests = dict(guests or {})
     before = {key: guest.active for key, guest in guests.items()}
     # The destination appears with its journal in it, in one step: a folder made beside it first.
@@ -93,15 +112,16 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     if fs.exists(staging):
         fs.remove_tree(staging)  # left by a run killed right here
     fs.mkdir(staging)
-    _write_journal(fs, staging, {"phase": "copying", "vm": vm.name, "source": vm.folder, "host": plan.host})
+    _write_journal(fs, staging, {"phase": "copying", "vm": vm.name, "source": redact(vm.folder), "host": plan.host})
     fs.rename(staging, dest)
     try:
-        files, copied, pause = _copy(vm, fs, dest, guests, job_options, emit, on_jobs)
-        _relink_chains(vm, fs, dest, {os.path.realpath(k) for k in guests})
-        emit("relinked", {"disks": len(vm.disks)})
-        _write_config(vm, fs, dest)
-        _write_journal(fs, dest, {"phase": "written", "vm": vm.name, "source": vm.folder, "host": plan.host,
-                                  "files": files, "bytes": copied, "pause_ms": pause})
+        with Location(to).policy():  # an encrypted destination gets every byte encrypted
+            copied_files, copied, pause = _copy(vm, source_fs, files, fs, dest, guests, job_options, emit, on_jobs)
+            _relink_chains(vm, fs, dest, {_real(k) for k in guests})
+            emit("relinked", {"disks": len(vm.disks)})
+            _write_config(vm, source_fs, fs, dest, plan.host)
+        _write_journal(fs, dest, {"phase": "written", "vm": vm.name, "source": redact(vm.folder), "host": plan.host,
+                                  "files": copied_files, "bytes": copied, "pause_ms": pause})
         emit("written", {"destination": dest})
     except BaseException:
         if all(guest.active is before[key] for key, guest in guests.items()):  # nobody runs from dest yet
@@ -126,42 +146,33 @@ def resume_move(kind: str, to: str, name: str, *, delete_source: bool = False) -
     return _finish(kind, fs, dest, journal, delete_source, resumed=True)
 
 
-def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk], job_options: dict[str, Any],
-          emit: Events, on_jobs: Callable[[list[Any]], None] | None) -> tuple[int, int, float | None]:
+def _copy(vm: VmConfig, source_fs: Folders, files: list[str], fs: Folders, dest: str,
+          guests: Mapping[str, GuestDisk], job_options: dict[str, Any], emit: Events,
+          on_jobs: Callable[[list[Any]], None] | None) -> tuple[int, int, float | None]:
+    """Copy ``files`` (relative to the VM's folder) to ``dest``, but mirror those a guest writes;
+    switch all the mirrored disks in one pause. Returns (files, bytes, pause in ms)."""
     from ..migration.mirror import MirrorJob
-    from ..migration.service import create_target
     from ..migration.switchover import complete_together
 
-    running = {os.path.realpath(k): g for k, g in guests.items()}
-    files = copied = 0
+    running = {_real(k): g for k, g in guests.items()}
+    copied_files = copied = 0
+    for rel in sorted(files):
+        parts = rel.split("/")
+        source = _real(source_fs.join(vm.folder, *parts))
+        if parts[-1] == JOURNAL or source in running:
+            continue
+        for i in range(1, len(parts)):
+            fs.mkdir(fs.join(dest, *parts[:i]))
+        copied += copy_file(source, fs.join(dest, *parts))
+        copied_files += 1
+        emit("copying", {"file": rel, "bytes": copied})
     jobs: list[MirrorJob] = []
-    for root, _dirs, names in os.walk(vm.folder):
-        rel = os.path.relpath(root, vm.folder)
-        target_dir = fs.join(dest, *rel.split(os.sep)) if rel != "." else dest
-        fs.mkdir(target_dir)
-        for name in sorted(names):
-            source = os.path.realpath(os.path.join(root, name))
-            if name == JOURNAL or source in running:
-                continue
-            copied += copy_file(source, fs.join(target_dir, name))
-            files += 1
-            emit("copying", {"file": os.path.relpath(source, vm.folder), "bytes": copied})
-    for source, guest in running.items():  # the guests' disks: mirrored while they write
-        target_path = _there(fs, dest, vm.folder, source)
-        top = guest.active
-        info = top.info()
-        if top.parent is not None:  # the top of a chain: a new child of its copied parent
-            parent = _there(fs, dest, vm.folder, os.path.join(os.path.dirname(source),
-                                                               os.path.basename(top.parent.name)))
-            target = create_target(target_path, format=info.format, parent=parent)
-            shallow = True
-        else:
-            target = create_target(target_path, top.size, format=info.format)
-            shallow = False
-        jobs.append(MirrorJob(guest, target, shallow=shallow, **job_options).start())
-        files += 1
-    pause = None
-    if jobs:
+    try:
+        for source, guest in running.items():  # the guests' disks: mirrored while they write
+            jobs.append(_start_job(guest, _there(fs, dest, vm.folder, source), job_options))
+            copied_files += 1
+        if not jobs:
+            return copied_files, copied, None
         if on_jobs is not None:
             on_jobs(jobs)
         while not all(job.state.value in ("ready", "failed", "cancelled") for job in jobs):
@@ -171,18 +182,81 @@ def _copy(vm: VmConfig, fs: Folders, dest: str, guests: Mapping[str, GuestDisk],
                                    "remaining": status["remaining"], "total": status["total"]})
             time.sleep(0.1)
         pause = complete_together(jobs) * 1000
-        emit("switched", {"pause_ms": pause})
-        for job in jobs:
-            try:
-                job.verify()
-            finally:
-                job.end_verification()
-            copied += job.copied + job.mirrored
-    return files, copied, pause
+    except BaseException as e:
+        _abandon(jobs, e)
+        raise
+    emit("switched", {"pause_ms": pause})
+    for job in jobs:
+        try:
+            job.verify()
+        finally:
+            job.end_verification()
+        copied += job.copied + job.mirrored
+        job.source.close()  # the guest runs on the target now; a share refuses to delete a folder with open files
+    return copied_files, copied, pause
+
+
+def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> Any:
+    """A mirror job of ``guest``'s disk into a new image at ``target_path`` of the same kind and
+    identity (the disk id Hyper-V and the disk's children know it by); the top of a chain becomes
+    a new child of its copied parent (beside it, as at the source) and is mirrored shallowly."""
+    from ..migration.mirror import MirrorJob
+    from ..migration.service import create_target
+
+    top = guest.active
+    info = top.info()
+    disk_id = uuid.UUID(info.disk_id) if info.disk_id else None
+    if top.parent is not None:
+        parent_name = top.parent.name.replace("\\", "/").rsplit("/", 1)[-1]
+        parent = target_path.rsplit("/", 1)[0] + "/" + parent_name if "://" in target_path \
+            else os.path.join(os.path.dirname(target_path), parent_name)
+        target = create_target(target_path, format=info.format, parent=parent, disk_id=disk_id)
+        shallow = True
+    else:
+        extra = {"block_size": info.block_size} if info.block_size else {}
+        target = create_target(target_path, top.size, format=info.format,
+                               type="fixed" if info.type == "fixed" else "dynamic", disk_id=disk_id, **extra)
+        shallow = False
+    try:
+        return MirrorJob(guest, target, shallow=shallow, **options).start()
+    except BaseException:
+        target.close()
+        raise
+
+
+def _abandon(jobs: list[Any], why: BaseException) -> None:
+    """The move failed before its switch-over: end the jobs, the guests stay on their sources."""
+    for job in jobs:
+        try:
+            job.cancel(f"the move failed: {why}")
+            job.ranges.wait_idle()
+            if job.guest.active is not job.source:
+                continue  # switched already: the target is the guest's disk now
+            job.target.close()
+        except (VhdkitError, OSError, ValueError):
+            pass
+
+
+def _real(path: str) -> str:
+    """A local path with its links resolved; a URL as it is (its server resolves its own)."""
+    return path if is_url(path) else os.path.realpath(path)
+
+
+def _allocated(path: str) -> int:
+    from ..storage import open_store
+
+    store = open_store(path)
+    try:
+        return store.allocated_bytes() or store.size()
+    finally:
+        store.close()
 
 
 def _there(fs: Folders, dest: str, folder: str, path: str) -> str:
     """Where ``path`` (a file under the VM's ``folder``) is at the destination."""
+    if is_url(folder):
+        rel = path[len(folder.rstrip("/")) + 1:]
+        return fs.join(dest, *rel.split("/"))
     return fs.join(dest, *os.path.relpath(path, folder).split(os.sep))
 
 
@@ -193,9 +267,9 @@ def _relink_chains(vm: VmConfig, fs: Folders, dest: str, mirrored: set[str]) -> 
     for disk in vm.disks:
         layers = [_there(fs, dest, vm.folder, layer) for layer in disk.chain]
         for source, child, parent in zip(disk.chain, layers, layers[1:]):
-            if os.path.realpath(source) not in mirrored:
+            if _real(source) not in mirrored:
                 set_parent(child, parent, allowed_parent_dirs=[dest])
-        if disk.chain and os.path.realpath(disk.chain[0]) in mirrored:
+        if disk.chain and _real(disk.chain[0]) in mirrored:
             layers = layers[1:]
         if layers:
             with open_image(layers[0], allowed_parent_dirs=[dest], force_share=True) as opened:
@@ -207,18 +281,31 @@ def _relink_chains(vm: VmConfig, fs: Folders, dest: str, mirrored: set[str]) -> 
                 raise VhdkitError(f"{layers[0]}: its chain at the destination has {depth} layers, not {len(layers)}")
 
 
-def _write_config(vm: VmConfig, fs: Folders, dest: str) -> None:
+def _write_config(vm: VmConfig, source_fs: Folders, fs: Folders, dest: str, host: str) -> None:
     """The configuration at the destination, each disk's recorded path replaced by its new one
-    (a share's files as the UNC path Hyper-V records, ``\\\\server\\share\\...``)."""
-    with open(vm.config_path, "rb") as f:
-        data = f.read()
+    (a share's files as the UNC path Hyper-V records, ``\\\\server\\share\\...``); vhdkit's
+    description also says the host the VM runs on now."""
+    data = source_fs.read(vm.config_path, MAX_CONFIG)
     for disk in vm.disks:
         new = _recorded(_there(fs, dest, vm.folder, disk.chain[0] if disk.chain else disk.local or ""))
         data = _replace_path(data, disk.path, new, vm.config_format, vm.config_path)
-    target = _there(fs, dest, vm.folder, vm.config_path)
+    if vm.config_format == "vhdkit":
+        data = _with_host(data, host)
+    _replace_file(fs, _there(fs, dest, vm.folder, vm.config_path), data)
+
+
+def _replace_file(fs: Folders, target: str, data: bytes) -> None:
+    """``target`` holds ``data``, old or new whole: written beside it, then renamed over it."""
     temp = target + ".vhdkit-tmp"
     fs.write(temp, data, replace=True)
     fs.rename(temp, target)
+
+
+def _with_host(data: bytes, host: str) -> bytes:
+    """vhdkit's description with ``host`` (where the VM runs) set, as placement writes it."""
+    doc = json.loads(data)
+    doc.update(host=host, moved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return json.dumps(doc, indent=2).encode()
 
 
 def _recorded(location: str) -> str:
@@ -251,12 +338,16 @@ def _finish(kind: str, fs: Folders, dest: str, journal: dict[str, Any], delete_s
     renamed out of the way in one step, so it is whole or gone, never half."""
     deleted = False
     source = str(journal.get("source", ""))
-    tombstone = os.path.join(os.path.dirname(source), f".{os.path.basename(source)}.vhdkit-deleting")
-    if delete_source and source and os.path.isdir(source):
-        os.replace(source, tombstone)
-    if delete_source and os.path.isdir(tombstone):
-        shutil.rmtree(tombstone)
-        deleted = True
+    if delete_source and source:
+        source_fs = Folders(Location(source))
+        parent, name = (source.rstrip("/").rsplit("/", 1) if is_url(source)
+                        else (os.path.dirname(source), os.path.basename(source)))
+        tombstone = source_fs.join(parent, f".{name}.vhdkit-deleting")
+        if source_fs.kind(source) == "dir":
+            source_fs.rename(source, tombstone)
+        if source_fs.kind(tombstone) == "dir":
+            source_fs.remove_tree(tombstone)
+            deleted = True
     fs.remove(fs.join(dest, JOURNAL))
     return MoveReport(kind, str(journal.get("vm", "")), source, dest, str(journal.get("host", "")),
                       int(journal.get("files", 0)), int(journal.get("bytes", 0)), journal.get("pause_ms"), deleted,

@@ -43,6 +43,7 @@ def plan_move(vm: VmConfig, kind: str, *, source_host: Host, destination_host: H
     if kind not in KINDS:
         raise ValueError(f"transfer type must be one of {', '.join(KINDS)}, not {kind!r}")
     files = _files(vm)
+    where = {f: _share_of(f, vm, shares) for f in files}  # file -> (UNC share, its URL); None: a host's own
     refusals: list[str] = []
     target_host = destination_host or source_host
     if kind in ("live", "live-vsm") and destination_host is None:
@@ -51,20 +52,20 @@ def plan_move(vm: VmConfig, kind: str, *, source_host: Host, destination_host: H
         if to is not None:
             refusals.append("Live moves only the running state: its files stay where they are (give no "
                             "destination, or use Live VSM / Live Storage to move them)")
-        local = [f for f in files if _unc_share(f) is None]
+        local = [f for f in files if where[f] is None]
         if local:
             refusals.append(f"Live needs every file of {vm.name} on an SMB share both hosts reach; these are on "
                             f"{source_host.name}'s own storage: {', '.join(local[:5])}"
                             + (f" and {len(local) - 5} more" if len(local) > 5 else "")
                             + " (move them first with Live Storage, or use Live VSM)")
-        for share in sorted({s for s in map(_unc_share, files) if s is not None}):
+        for share, url in sorted({w for w in where.values() if w is not None}):
             for host in (source_host, target_host):
-                reach = Location(_url(share, shares)).reach(host)
+                reach = Location(url).reach(host)
                 if not reach.writable:
                     refusals.append(f"{host.name} cannot write to {share}: {reach.why or 'no access'}")
     elif kind == "live-vsm":
-        for share in sorted({s for s in map(_unc_share, files) if s is not None}):
-            if Location(_url(share, shares)).reach(target_host).writable:
+        for share, url in sorted({w for w in where.values() if w is not None}):
+            if Location(url).reach(target_host).writable:
                 refusals.append(f"{target_host.name} already reaches {share}, where {vm.name}'s files are: Live "
                                 "VSM is for storage the destination cannot see; use Live, which copies nothing")
         refusals += _destination(vm, to, target_host)
@@ -95,6 +96,22 @@ def _files(vm: VmConfig) -> list[str]:
         for parent in disk.chain[1:]:
             out.append(base + "\\" + parent.replace("\\", "/").rsplit("/", 1)[-1])
     return out
+
+
+def _share_of(path: str, vm: VmConfig, shares: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """The share a file the configuration records is on, as (``\\\\server\\share``, the smb:// URL
+    it is reached by): a UNC path's; a path relative to the VM's folder (vhdkit's description)
+    is on the folder's share when the VM was read from one. None: on a host's own storage."""
+    share = _unc_share(path)
+    if share is not None:
+        return share, _url(share, shares)
+    if vm.folder.startswith("smb://") and not path.startswith(("/", "\\")) and ":" not in path[:2]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(vm.folder)
+        name = parts.path.strip("/").split("/", 1)[0]
+        return f"\\\\{parts.hostname}\\{name}", f"{parts.scheme}://{parts.netloc}/{name}"
+    return None
 
 
 def _unc_share(path: str) -> str | None:
