@@ -40,3 +40,22 @@ def test_open_a_vm_and_plan_a_move(tmp_path):
     assert "web01 (hyperv-xml 5.0), generation 1, 2 CPU, 2048 MB" in out
     assert f"{root}/Virtual Hard Disks/os.vhdx" in out  # the checkpoint's parent, found
     assert "live-storage: can be done" in out and "live: refused: Live needs every file" in out
+
+
+def test_move_a_running_vm(tmp_path):
+    root = tmp_path / "web01"
+    disks = root / "Virtual Hard Disks"
+    disks.mkdir(parents=True)
+    with vhdkit.create(disks / "os.vhdx", 32 << 20) as base:
+        base.pwrite(20 << 20, b"the base's own data")
+    vhdkit.create(disks / "os_1.avhdx", parent=disks / "os.vhdx").close()
+    vhdkit.create(disks / "data.vhdx", 32 << 20).close()
+    write(root / "Virtual Machines" / "A.xml", configuration("web01", ide=[r"C:\VMs\web01\Virtual Hard Disks\os_1.avhdx"],
+                                                             scsi=[r"C:\VMs\web01\Virtual Hard Disks\data.vhdx"]))
+    (tmp_path / "new").mkdir()
+    out = run_example("move_a_running_vm.py", tmp_path, str(root), str(tmp_path / "new"))
+    assert "web01: 4 files to" in out  # the XML, the base, two mirrored tops
+    assert "source deleted: True" in out and "chains: [2, 1]" in out
+    assert out.count("all there") == 2 and not root.exists()
+    with vhdkit.open(tmp_path / "new" / "web01" / "Virtual Hard Disks" / "os_1.avhdx") as moved:  # on its moved base
+        assert moved.pread(20 << 20, 19) == b"the base's own data"
