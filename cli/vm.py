@@ -68,7 +68,8 @@ def _show(args: argparse.Namespace) -> int:
         if d.problem:
             print(f"    ! {d.problem}")
     for n in vm.nics:
-        print(f"nic  {n.name or '-'}  switch {n.switch or '(not connected)'}  mac {n.mac or '-'}")
+        vlan = "  vlan set (not decoded)" if n.vlan_set else ""
+        print(f"nic  {n.name or '-'}  switch {n.switch or '(not connected)'}  mac {n.mac or '-'}{vlan}")
     return 0
 
 

@@ -17,7 +17,7 @@ from vhdkit.vm import load
 from ..copy.test_serve import GUEST, need_libnbd, vhdkit_argv
 from ..test_cli import vhdkit_cmd
 from .conftest import share_folder
-from .test_move import make_vm
+from .test_move import make_vm, qemu_reads_chains
 
 
 def test_a_served_vm_moves_onto_a_share_while_nbd_guests_write(tmp_path, samba, monkeypatch):
@@ -70,6 +70,7 @@ def test_a_served_vm_moves_onto_a_share_while_nbd_guests_write(tmp_path, samba, 
     for disk, shadow in zip(here.disks, shadows):
         with vhdkit.open(disk.chain[0], allowed_parent_dirs=[here.folder]) as d:
             assert d.pread(0, d.size) == shadow.read_bytes()  # first content + every acknowledged write
+    qemu_reads_chains(here)
 
 
 def test_a_served_move_reports_its_steps_and_can_be_cancelled(tmp_path):

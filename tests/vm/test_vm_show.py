@@ -34,7 +34,7 @@ def web01(tmp_path):
     write(root / "Virtual Machines" / f"{vm_id}.xml", configuration(
         "web01", vm_id=vm_id, memory_mb=4096, processors=4, compatibility=True,
         ide=[HOST + r"\Virtual Hard Disks\os_2.avhdx"], scsi=[HOST + r"\Virtual Hard Disks\data.vhdx"],
-        nics=[("PUBLIC", "00155D010203"), ("Backup", "00155D010204")]))
+        nics=[("PUBLIC", "00155D010203"), ("Backup", "00155D010204", True)]))
     return root
 
 
@@ -49,7 +49,8 @@ def test_a_2012_r2_configuration_and_its_chains(web01):
     disks = web01 / "Virtual Hard Disks"
     assert os_disk.chain == [str(disks / n) for n in ("os_2.avhdx", "os_1.avhdx", "os.vhdx")]
     assert data.chain == [str(disks / "data.vhdx")] and not os_disk.problem
-    assert [(n.switch, n.mac) for n in vm.nics] == [("PUBLIC", "00155D010203"), ("Backup", "00155D010204")]
+    assert [(n.switch, n.mac, n.vlan_set) for n in vm.nics] == [("PUBLIC", "00155D010203", False),
+                                                               ("Backup", "00155D010204", True)]
     assert {p: p.stat().st_mtime_ns for p in web01.rglob("*")} == before  # nothing written
     # qemu-img reads the same chain where it can (it reads no VHDX differencing disk, so the base)
     assert run("qemu-img", "info", os_disk.chain[-1]).returncode == 0
@@ -60,7 +61,7 @@ def test_vm_show_on_the_command_line(web01):
     assert shown.returncode == 0, shown.stderr
     assert "name:        web01" in shown.stdout and "disk IDE 0:0" in shown.stdout
     assert f"parent   {web01}/Virtual Hard Disks/os.vhdx" in shown.stdout
-    assert "switch PUBLIC" in shown.stdout
+    assert "switch PUBLIC" in shown.stdout and "switch Backup  mac 00155D010204  vlan set (not decoded)" in shown.stdout
     as_json = json.loads(vhdkit_cmd("vm", "show", "--json", str(web01)).stdout)
     assert as_json["disks"][0]["path"] == HOST + r"\Virtual Hard Disks\os_2.avhdx"
     assert len(as_json["disks"][0]["chain"]) == 3

@@ -13,6 +13,7 @@ from typing import Any
 IDE = "83f8638b-8dca-4152-9eda-2ca8b33039b4"
 SCSI = "d422512d-2bf2-4752-809d-7b82b5fcb1b4"
 NIC = "2fc216b0-d2e2-4967-9b6d-b8a5c9ca2778"
+VLAN_FEATURE = "952C5004-4465-451C-8CB8-FA9AB382B773"  # Msvm_EthernetSwitchPortVlanSettingData's feature id
 
 
 def _value(parent: ET.Element, tag: str, kind: str, text: Any) -> ET.Element:
@@ -23,8 +24,10 @@ def _value(parent: ET.Element, tag: str, kind: str, text: Any) -> ET.Element:
 
 def configuration(name: str, *, vm_id: str | None = None, generation: int = 1, memory_mb: int = 2048,
                   processors: int = 2, compatibility: bool = False, ide: list[str] = (),
-                  scsi: list[str] = (), nics: list[tuple[str, str]] = ()) -> ET.Element:
-    """``ide``/``scsi``: disk paths as the host records them; ``nics``: (switch name, MAC)."""
+                  scsi: list[str] = (), nics: list[tuple] = ()) -> ET.Element:
+    """``ide``/``scsi``: disk paths as the host records them; ``nics``: (switch name, MAC), or
+    (switch name, MAC, True) for a port with VLAN settings (a feature node as the .vmcx sample
+    keeps its offload feature: ``Feature_<id>/Setting_<id>/Data``, an opaque blob)."""
     vm_id = vm_id or str(uuid.uuid4()).upper()
     root = ET.Element("configuration")
     manifest_entries: list[tuple[str, str, str]] = []
@@ -49,7 +52,7 @@ def configuration(name: str, *, vm_id: str | None = None, generation: int = 1, m
             _value(drive, "type", "string", "VHD")
         _value(scsi_element, "VDEVVersion", "integer", 256)
         manifest_entries.append((SCSI, instance.upper(), "Synthetic SCSI Controller"))
-    for switch, mac in nics:
+    for switch, mac, *vlan in nics:
         instance = str(uuid.uuid4())
         port = ET.SubElement(root, f"_{instance}_")
         _value(port, "ChannelInstanceGuid", "string", "{" + str(uuid.uuid4()) + "}")
@@ -57,6 +60,15 @@ def configuration(name: str, *, vm_id: str | None = None, generation: int = 1, m
         _value(connection, "AltPortName", "string", "Dynamic Ethernet Switch Port")
         _value(connection, "AltSwitchName", "string", switch)
         _value(connection, "PreventIPSpoofing", "bool", False)
+        if vlan and vlan[0]:
+            _value(ET.SubElement(connection, "Features"), "Id", "string", VLAN_FEATURE)
+            feature = ET.SubElement(connection, f"Feature_{VLAN_FEATURE}")
+            _value(feature, "Flags", "integer", 0)
+            setting = str(uuid.uuid4()).upper()
+            _value(ET.SubElement(feature, "Settings"), "Id", "string", setting)
+            blob = ET.SubElement(feature, f"Setting_{setting}")
+            _value(blob, "Version", "integer", 1024)
+            _value(blob, "Data", "bytes", "AAEAAAoAAAA=")
         _value(port, "FriendlyName", "string", "Network Adapter")
         _value(port, "IsConnected", "bool", True)
         _value(port, "MacAddress", "string", mac)

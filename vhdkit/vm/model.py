@@ -23,8 +23,8 @@ class VmDisk:
 class VmNic:
     switch: str | None  # the virtual switch's name (None: not connected)
     mac: str = ""
-    vlan: int | None = None
     name: str = ""
+    vlan_set: bool = False  # the port carries VLAN settings (Hyper-V keeps them as a binary blob: not decoded)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from .model import VmConfig, VmDisk, VmNic
 IDE_CLASS = "83f8638b-8dca-4152-9eda-2ca8b33039b4"  # Microsoft Emulated IDE Controller
 SCSI_CLASS = "d422512d-2bf2-4752-809d-7b82b5fcb1b4"  # Synthetic SCSI Controller
 NIC_CLASS = "2fc216b0-d2e2-4967-9b6d-b8a5c9ca2778"  # Synthetic Ethernet Port
+VLAN_FEATURE = "Feature_952C5004-4465-451C-8CB8-FA9AB382B773"  # the switch port's VLAN settings (specs/vm.md)
 VERSIONS = {256: "1.0", 512: "2.0", 768: "3.0", 1024: "4.0", 1280: "5.0", 1536: "6.0", 1792: "7.0", 1793: "7.1",
             2048: "8.0", 2304: "9.0", 2560: "10.0", 2816: "11.0", 3072: "12.0"}
 
@@ -67,9 +68,11 @@ def config_from_tree(root: Any, name: str, config_format: str) -> VmConfig:
         if device in (IDE_CLASS, SCSI_CLASS):
             config.disks.extend(_drives(t, node, "IDE" if device == IDE_CLASS else "SCSI"))
         elif device == NIC_CLASS:
+            connection = node.get("Connection")
+            vlan_set = isinstance(connection, dict) and any(k.upper() == VLAN_FEATURE.upper() for k in connection)
             config.nics.append(VmNic(switch=(t.get("Connection/AltSwitchName", str, node) or "").strip() or None,
                                      mac=t.get("MacAddress", str, node) or "",
-                                     name=t.get("FriendlyName", str, node) or ""))
+                                     name=t.get("FriendlyName", str, node) or "", vlan_set=vlan_set))
     return config
 
 
