@@ -17,8 +17,10 @@ class ProgressBar:
         self.min_interval = min_interval
         self._last = 0.0
         self._start = time.monotonic()
+        self.closed = False
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, detail: str = "") -> None:
+        """Show ``done`` of ``total`` bytes; ``detail`` follows the figures (e.g. each disk's share)."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -30,10 +32,12 @@ class ProgressBar:
         filled = int(width * fraction)
         rate = done / max(now - self._start, 1e-6)
         self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%} "
-                          f"{format_size(done)} of {format_size(total)}, {format_size(int(rate))}/s ")
+                          f"{format_size(done)} of {format_size(total)}, {format_size(int(rate))}/s"
+                          + (f"  {detail}" if detail else "") + "\x1b[K")  # erase what a longer line left
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not self.closed:
+            self.closed = True
             self.stream.write("\n")
             self.stream.flush()

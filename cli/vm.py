@@ -146,7 +146,8 @@ def _move(args: argparse.Namespace) -> int:
 
 
 def _event_printer(args: argparse.Namespace) -> Any:
-    """Events as JSON lines (--events), or a progress bar on a terminal (per disk, summed)."""
+    """Events as JSON lines (--events), or a progress bar on a terminal: the files copied of the
+    VM's total, then the mirrored disks summed, each disk's share after the figures."""
     from .progress import ProgressBar
 
     bar = ProgressBar("moving")
@@ -155,10 +156,13 @@ def _event_printer(args: argparse.Namespace) -> Any:
     def on_event(event: str, fields: dict[str, Any]) -> None:
         if args.events:
             print(json.dumps({"event": event, **fields}), flush=True)
+        elif event == "copying":
+            bar(fields["bytes"], fields["total"], fields["file"].rsplit("/", 1)[-1])
         elif event == "mirroring":
-            disks[fields["disk"]] = (fields["total"] - fields["remaining"], fields["total"])
-            bar(sum(d for d, _ in disks.values()), sum(t for _, t in disks.values()))
-        elif event == "switched":
+            disks[fields["disk"].rsplit("/", 1)[-1]] = (fields["total"] - fields["remaining"], fields["total"])
+            bar(sum(d for d, _ in disks.values()), sum(t for _, t in disks.values()),
+                " ".join(f"{name} {done / max(total, 1):.0%}" for name, (done, total) in disks.items()))
+        elif event in ("switched", "written") and bar.enabled and not bar.closed:
             bar.close()
 
     return on_event

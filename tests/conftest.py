@@ -35,6 +35,32 @@ def require_tool(name: str) -> str:
     return path
 
 
+def run_on_terminal(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal for its stdout and stderr, as a person at a terminal
+    would; its exit code and everything it wrote there."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the terminal
+        os.execv(argv[0], argv)
+    output = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
 def run(*args: str | os.PathLike[str], check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
     require_tool(str(args[0]))
     return subprocess.run([os.fspath(a) for a in args], check=check, capture_output=True, text=True, **kw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from vhdkit.errors import CopyVerificationError
 from vhdkit.copy.engine import DEFAULT_CHUNK
 from vhdkit.errors import StorageError
 
-from ..conftest import require_tool, run
+from ..conftest import require_tool, run, run_on_terminal
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -155,28 +154,9 @@ def test_convert_command_json_summary(tmp_path, source_vhdx):
 
 def test_progress_bar_on_a_terminal_and_not_in_a_pipe(tmp_path, source_vhdx):
     """Run the command on a pseudo-terminal, as a person would, and in a pipe, as a script would."""
-    import pty
-    import select
-
     target = tmp_path / "tty.vhd"
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: stdout and stderr are the terminal
-        os.execv(sys.executable, [sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(target)])
-    output = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
-    text = output.decode(errors="replace")
+    status, text = run_on_terminal([sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(target)])
+    assert status == 0, text
     assert "converting" in text and "100.0%" in text and "[" + "#" * 30 + "]" in text
     piped = subprocess.run([sys.executable, "-m", "vhdkit", "convert", str(source_vhdx), str(tmp_path / "p.vhd")],
                            capture_output=True, text=True)

@@ -21,7 +21,7 @@ from vhdkit.vm import load
 from vhdkit.vm.move import JOURNAL, move_vm
 
 from ..copy.guestload import StampedWriter
-from ..conftest import require_tool
+from ..conftest import require_tool, run_on_terminal
 from ..copy.test_serve import vhdkit_argv
 from ..test_cli import vhdkit_cmd
 from .conftest import share_folder
@@ -92,6 +92,21 @@ def test_live_storage_of_a_vm_that_is_off(tmp_path):
     assert paths["relative_path"] == ".\\os.vhdx" and paths["absolute_win32_path"] == moved.disks[0].chain[2]
     assert report.files_copied == 5 and not report.source_deleted and os.path.isdir(vm.folder)
     assert not (tmp_path / "new" / "web01" / JOURNAL).exists()
+
+
+def test_vm_move_shows_its_progress_on_a_terminal(tmp_path):
+    vm = make_vm(tmp_path / "old" / "web01", layer_mib=4)
+    (tmp_path / "new").mkdir()
+    status, text = run_on_terminal([*vhdkit_argv(), "vm", "move", vm.folder, "--type", "live-storage", "--to",
+                                    str(tmp_path / "new")])
+    assert status == 0, text
+    assert "moving [" in text and "100.0%" in text and "[" + "#" * 30 + "]" in text, text
+    assert "data.vhdx" in text and "A.xml" in text  # the file being copied (the first, the last)
+    assert "live-storage: web01" in text  # then the report
+    (tmp_path / "back").mkdir()
+    piped = vhdkit_cmd("vm", "move", str(tmp_path / "new" / "web01"), "--type", "live-storage", "--to",
+                       str(tmp_path / "back"))
+    assert piped.returncode == 0 and "%" not in piped.stderr, piped.stderr
 
 
 def running_guests(vm, rate: int, seed: int):

@@ -61,8 +61,8 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
             **job_options: Any) -> MoveReport:
     """Move ``vm``; returns what was done. Refused (RefusedError, nothing made) when a
     precondition fails. ``on_event(event, fields)`` hears the steps: "copying" (per file, with
-    bytes), "mirroring" (per disk: copied, remaining, total), "switched" (pause_ms), "relinked",
-    "written", "done". ``on_jobs`` receives the mirror jobs once started (a caller may cancel
+    bytes so far and the total to copy), "mirroring" (per disk: copied, remaining, total),
+    "switched" (pause_ms), "relinked", "written", "done". ``on_jobs`` receives the mirror jobs once started (a caller may cancel
     them until the switch-over; the move then fails and the guests stay on the source)."""
     emit: Events = on_event or (lambda event, fields: None)
     if kind == "live":
@@ -96,8 +96,8 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     if missing:
         raise RefusedError(f"{vm.name}: these disks cannot be read here, so they cannot move: {', '.join(missing)}")
     source_fs = Folders(Location(vm.folder))
-    files = list(source_fs.walk(vm.folder))
-    needed = sum(_allocated(source_fs.join(vm.folder, *rel.split("/"))) for rel in files)
+    files = {rel: _allocated(source_fs.join(vm.folder, *rel.split("/"))) for rel in source_fs.walk(vm.folder)}
+    needed = sum(files.values())
     try:
         free = Location(to).measure().free
     except VhdkitError as e:
@@ -146,26 +146,29 @@ def resume_move(kind: str, to: str, name: str, *, delete_source: bool = False) -
     return _finish(kind, fs, dest, journal, delete_source, resumed=True)
 
 
-def _copy(vm: VmConfig, source_fs: Folders, files: list[str], fs: Folders, dest: str,
+def _copy(vm: VmConfig, source_fs: Folders, files: dict[str, int], fs: Folders, dest: str,
           guests: Mapping[str, GuestDisk], job_options: dict[str, Any], emit: Events,
           on_jobs: Callable[[list[Any]], None] | None) -> tuple[int, int, float | None]:
-    """Copy ``files`` (relative to the VM's folder) to ``dest``, but mirror those a guest writes;
-    switch all the mirrored disks in one pause. Returns (files, bytes, pause in ms)."""
+    """Copy ``files`` (relative to the VM's folder -> allocated bytes) to ``dest``, but mirror
+    those a guest writes; switch all the mirrored disks in one pause. Returns (files, bytes,
+    pause in ms)."""
     from ..migration.mirror import MirrorJob
     from ..migration.switchover import complete_together
 
     running = {_real(k): g for k, g in guests.items()}
     copied_files = copied = 0
-    for rel in sorted(files):
+    to_copy = [rel for rel in sorted(files) if rel.rsplit("/", 1)[-1] != JOURNAL
+               and _real(source_fs.join(vm.folder, *rel.split("/"))) not in running]
+    total = sum(files[rel] for rel in to_copy)
+    for rel in to_copy:
         parts = rel.split("/")
         source = _real(source_fs.join(vm.folder, *parts))
-        if parts[-1] == JOURNAL or source in running:
-            continue
         for i in range(1, len(parts)):
             fs.mkdir(fs.join(dest, *parts[:i]))
         copied += copy_file(source, fs.join(dest, *parts))
         copied_files += 1
-        emit("copying", {"file": rel, "bytes": copied})
+        last = rel == to_copy[-1]  # (allocated blocks may hold a little less data than they count)
+        emit("copying", {"file": rel, "bytes": copied, "total": copied if last else max(total, copied)})
     jobs: list[MirrorJob] = []
     try:
         for source, guest in running.items():  # the guests' disks: mirrored while they write
