@@ -79,20 +79,16 @@ def _preflight(target: str) -> bool:
     """Rule 15 for this host and ``target`` (Live Storage: the same host, a new place); prints
     what is not a pass; False when something fails."""
     import socket
-    import sys
 
     from vhdkit import preflight
+
+    from .preflight import report_problems
     from vhdkit.preflight.facts import HostFacts
     from vhdkit.preflight.linux import share_facts
 
     here = HostFacts(host=socket.gethostname(), kind="linux",
                      shares=[share_facts(target)] if target.startswith("smb://") else [])
-    results = preflight.run([here, here], only=[15], transfer="live-storage", target=target)
-    for r in results:
-        if r.status != preflight.PASS:
-            print(f"preflight {r.status.upper()} {r.rule} {r.title}: {r.reason}" + (f"\n  fix {r.fix}" if r.fix else ""),
-                  file=sys.stderr)
-    return not any(r.status == preflight.FAIL for r in results)
+    return report_problems(preflight.run([here, here], only=[15], transfer="live-storage", target=target))
 
 
 def _follow(args: argparse.Namespace, ask: Any) -> dict[str, Any]:

@@ -109,6 +109,16 @@ def _rate(text: str | None) -> int | None:
     return parse_rate(text)
 
 
+def report_problems(results: Sequence[Any]) -> bool:
+    """Print each result that is not a pass on stderr (as a command that runs the preflight first
+    shows them); False when one of them fails."""
+    for r in results:
+        if r.status != "pass":
+            print(f"preflight {r.status.upper()} {r.rule} {r.title} ({r.hosts}): {r.reason}"
+                  + (f"\n  fix {r.fix}" if r.fix else ""), file=sys.stderr)
+    return not any(r.status == "fail" for r in results)
+
+
 def exit_code(results: Sequence[Any], strict: bool) -> int:
     if any(r.status == "fail" for r in results):
         return EXIT_FAILED

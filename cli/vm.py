@@ -33,6 +33,10 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     move.add_argument("--delete-source", action="store_true", help="after a verified move, delete the source")
     move.add_argument("--netvirt", metavar="MODEL", help="a vhdkit netvirt model: print the lookup records the "
                                                            "host change moves (Live, Live VSM)")
+    move.add_argument("--facts", action="append", default=[], metavar="FILE",
+                      help="host facts (vhdkit preflight collect), the source's then the destination's: every "
+                           "preflight rule runs for this VM first")
+    move.add_argument("--no-preflight", action="store_true", help="do not run the preflight rules first")
     move.add_argument("--json", action="store_true", help="print the report as JSON")
     move.add_argument("--events", action="store_true", help="one JSON line per step on stdout, for engines")
     move.add_argument("--status", action="store_true", help="with --control: what the served VM is doing")
@@ -124,6 +128,8 @@ def _move(args: argparse.Namespace) -> int:
         report = resume_move(args.kind, to, os.path.basename(vm_folder(args.path)), delete_source=args.delete_source)
     if report is None:
         vm = load(args.path)
+        if not args.no_preflight and not _preflight(vm, args.kind, to, args.facts):
+            raise SystemExit(1)
         identity = None
         if to and to.startswith("smb://"):  # the hosts log in as the URL's user (password: VHDKIT_SMB_PASSWORD)
             from urllib.parse import urlsplit
@@ -143,6 +149,24 @@ def _move(args: argparse.Namespace) -> int:
           f"{report.bytes_copied} bytes" + (", source deleted" if report.source_deleted else "")
           + (" (finished a move that had been interrupted)" if report.resumed else ""))
     return 0
+
+
+def _preflight(vm: Any, kind: str, to: str | None, facts_files: list[str]) -> bool:
+    """The preflight rules that apply to the move (vm.plan.preflight_move); what is not a pass is
+    printed; False, with a sentence, when one fails."""
+    import sys
+
+    from vhdkit import preflight
+    from vhdkit.vm.plan import preflight_move
+
+    from .preflight import report_problems
+
+    facts = [preflight.load(path) for path in facts_files]
+    if not report_problems(preflight_move(vm, kind, to=to, facts=facts)):
+        print(f"vhdkit vm move: the preflight failed: nothing was moved, {vm.name} stays where it is "
+              "(--no-preflight skips it)", file=sys.stderr)
+        return False
+    return True
 
 
 def _event_printer(args: argparse.Namespace) -> Any:
@@ -187,6 +211,14 @@ def _move_served(args: argparse.Namespace) -> int:
         from vhdkit.units import parse_size
 
         speed = parse_size(args.speed)
+    if not args.no_preflight:  # the served VM's configuration says what the rules look at
+        from vhdkit.vm import load
+
+        status = request(args.control, "status")
+        if not status.get("ok"):
+            raise SystemExit(f"vhdkit vm move: {status.get('error', 'refused')}")
+        if not _preflight(load(status["folder"], follow_chains=False), args.kind, to, args.facts):
+            raise SystemExit(1)
     answer = request(args.control, "move", type=args.kind, to=to or "", delete_source=args.delete_source,
                      **({"speed": speed} if speed else {}))
     if not answer.get("ok"):

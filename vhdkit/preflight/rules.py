@@ -587,10 +587,13 @@ def storage(ctx: Context) -> Iterator[Result]:
 
 
 def _share_of(location: str) -> str | None:
-    """``smb://server/share`` (or ``\\\\server\\share``) of a path on a share; None for local paths."""
-    if location.startswith("smb://"):
+    """``smb://server/share`` (or ``\\\\server\\share``) of a path on a share, without user or port;
+    None for local paths."""
+    if location.startswith("smb://"):  # the server and share name: a port is how one host reaches it, not which
         rest = location[len("smb://"):].split("/")
-        return "smb://" + rest[0].rsplit("@", 1)[-1] + "/" + rest[1] if len(rest) > 1 else None
+        server = rest[0].rsplit("@", 1)[-1]
+        server = server[:server.index("]") + 1] if server.startswith("[") else server.split(":", 1)[0]
+        return "smb://" + server + "/" + rest[1] if len(rest) > 1 else None
     if location.startswith("\\\\"):
         parts = location[2:].split("\\")
         return f"smb://{parts[0]}/{parts[1]}" if len(parts) > 1 else None

@@ -62,20 +62,12 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
     """Move ``vm``; returns what was done. Refused (RefusedError, nothing made) when a
     precondition fails. ``on_event(event, fields)`` hears the steps: "copying" (per file, with
     bytes so far and the total to copy), "mirroring" (per disk: copied, remaining, total),
-    "switched" (pause_ms), "relinked", "written", "done". ``on_jobs`` receives the mirror jobs once started (a caller may cancel
-    them until the switch-over; the move then fails and the guests stay on the source)."""
+    "switched" (pause_ms), "relinked", "written", "done". ``on_jobs`` receives the mirror jobs
+    once started (a caller may cancel them until the switch-over; the move then fails and the
+    guests stay on the source)."""
     emit: Events = on_event or (lambda event, fields: None)
     if kind == "live":
-        plan = plan_move(vm, kind, source_host=source_host, destination_host=destination_host, shares=shares)
-        if not plan.allowed:
-            raise RefusedError(f"Live migration of {vm.name} refused: " + "; ".join(plan.refusals))
-        if vm.config_format == "vhdkit":  # the description says where the VM runs; nothing else changes
-            source_fs = Folders(Location(vm.folder))
-            _replace_file(source_fs, vm.config_path, _with_host(source_fs.read(vm.config_path, MAX_CONFIG), plan.host))
-            emit("written", {"destination": vm.folder})
-        report = MoveReport(kind, vm.name, vm.folder, vm.folder, plan.host, 0, 0, None, False, False)
-        emit("done", report._asdict())
-        return report
+        return _live(vm, source_host, destination_host, shares, emit)
     if vm.config_format == "vmcx":
         raise RefusedError(f"{vm.config_path}: a .vmcx configuration cannot be rewritten safely (no public "
                            "specification of its checksums and log); export the VM, or move it with Hyper-V")
@@ -131,6 +123,22 @@ def move_vm(vm: VmConfig, kind: str, *, to: str | None = None, source_host: Host
                 pass
         raise
     report = _finish(kind, fs, dest, _read_journal(fs, dest) or {}, delete_source, resumed=False)
+    emit("done", report._asdict())
+    return report
+
+
+def _live(vm: VmConfig, source_host: Host, destination_host: Host | None, shares: Mapping[str, str] | None,
+          emit: Events) -> MoveReport:
+    """Live: nothing is copied; vhdkit's description is told the new host (Hyper-V's own
+    configurations record none)."""
+    plan = plan_move(vm, "live", source_host=source_host, destination_host=destination_host, shares=shares)
+    if not plan.allowed:
+        raise RefusedError(f"Live migration of {vm.name} refused: " + "; ".join(plan.refusals))
+    if vm.config_format == "vhdkit":
+        source_fs = Folders(Location(vm.folder))
+        _replace_file(source_fs, vm.config_path, _with_host(source_fs.read(vm.config_path, MAX_CONFIG), plan.host))
+        emit("written", {"destination": redact(vm.folder)})
+    report = MoveReport("live", vm.name, redact(vm.folder), redact(vm.folder), plan.host, 0, 0, None, False, False)
     emit("done", report._asdict())
     return report
 
@@ -352,7 +360,7 @@ def _finish(kind: str, fs: Folders, dest: str, journal: dict[str, Any], delete_s
             source_fs.remove_tree(tombstone)
             deleted = True
     fs.remove(fs.join(dest, JOURNAL))
-    return MoveReport(kind, str(journal.get("vm", "")), source, dest, str(journal.get("host", "")),
+    return MoveReport(kind, str(journal.get("vm", "")), source, redact(dest), str(journal.get("host", "")),
                       int(journal.get("files", 0)), int(journal.get("bytes", 0)), journal.get("pause_ms"), deleted,
                       resumed)
 

@@ -13,7 +13,7 @@ in a sentence, before anything is made (specs/vm.md, "Moving a VM"):
 from __future__ import annotations
 
 import os
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..placement.locations import Host, Location
 from .model import VmConfig
@@ -76,6 +76,30 @@ def plan_move(vm: VmConfig, kind: str, *, source_host: Host, destination_host: H
     return MovePlan(kind, vm.name, source_host.name, target_host.name, to, files, refusals)
 
 
+def preflight_move(vm: VmConfig, kind: str, *, to: str | None = None,
+                   facts: Sequence[Any] = ()) -> list[Any]:
+    """The preflight rules (specs/preflight.md) that apply to moving ``vm`` this way. ``facts``:
+    host facts (preflight.HostFacts, the source's first, then the destination's, as ``vhdkit
+    preflight collect`` gathers them): then every rule, for this VM and transfer type. Without
+    them, what this host can see itself: rule 15 for a share the files go to (reachable, and
+    speaking SMB 3). Results as ``vhdkit.preflight.run`` gives them."""
+    import socket
+
+    from .. import preflight
+
+    if facts:
+        if len(facts) < 2:
+            raise ValueError("preflight facts: give the source host's and the destination's")
+        return preflight.run(list(facts), vm=vm.name, transfer=kind, target=to)
+    if not to or not to.startswith("smb://"):
+        return []
+    from ..preflight.facts import HostFacts
+    from ..preflight.linux import share_facts
+
+    here = HostFacts(host=socket.gethostname(), kind="linux", shares=[share_facts(to)])
+    return preflight.run([here, here], only=[15], transfer="live-storage", target=to)
+
+
 def _destination(vm: VmConfig, to: str | None, host: Host) -> list[str]:
     if not to:
         return ["say where the files go (to=)"]
@@ -127,4 +151,4 @@ def _url(share: str, shares: Mapping[str, str] | None) -> str:
     return (shares or {}).get(share) or f"smb://{server}/{name}"
 
 
-__all__: Sequence[str] = ["KINDS", "MovePlan", "plan_move"]
+__all__: Sequence[str] = ["KINDS", "MovePlan", "plan_move", "preflight_move"]
