@@ -48,9 +48,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vhdkit {vhdkit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    wanted = _command_in(argv) if argv is not None else None
+    wanted = _command_in(argv) if argv is not None else None  # argv without a command: none in full
     for name, (help_text, where) in COMMANDS.items():
-        if wanted is None or name == wanted:
+        if argv is None or name == wanted:
             module_name, _, function = where.partition(":")
             getattr(importlib.import_module(f"{__package__}.{module_name}"), function or "register")(sub, help_text)
         else:
