@@ -269,6 +269,7 @@ class VhdxDisk(VirtualDisk):
                 if tx:
                     if not self._unpublished:
                         self.file_store.flush()  # payload durable before the BAT points at it
+                        self._session.flushed()
                     self._session.commit(tx)
                     for chunk, bitmap in tx.bitmaps.items():
                         self._cache_bitmap(chunk, bitmap)
@@ -432,6 +433,8 @@ class VhdxDisk(VirtualDisk):
     def flush(self) -> None:
         if self._flushable() and self._broken is None:
             self.file_store.flush()
+            if self._session is not None:
+                self._session.flushed()
 
     def close(self) -> None:
         if self.closed:

@@ -354,6 +354,7 @@ class LogWriter:
         self.length = header.log_length
         self.position = 0
         self.sequence = first_sequence
+        self.applied_unflushed = False  # the last entry's in-place writes may not be durable yet
         # An entry never takes more than a third of the ring, so the entry that starts again at
         # the beginning cannot overwrite the one before it: if it is torn, that one still stands.
         self.max_entry_sectors = self.length // L.LOG_SECTOR_SIZE // 3
@@ -379,6 +380,10 @@ class LogWriter:
         length = (_descriptor_sectors(len(updates) + len(zeros)) + len(updates)) * L.LOG_SECTOR_SIZE
         if self.position + length > self.length:
             self.position = 0  # start again at the beginning rather than wrap one entry round
+        if self.applied_unflushed:
+            # The last entry's in-place writes become durable before this entry can overwrite it
+            # (and before the file size this entry records as flushed is read).
+            self.store.flush()
         entry = self._build_entry(updates, list(zeros))
         self.store.pwrite(self.offset + self.position, entry)
         self.store.flush()
@@ -386,9 +391,16 @@ class LogWriter:
             self.store.pwrite(offset, updates[offset])
         for offset, length in zeros:
             self.store.write_zeros(offset, length)
-        self.store.flush()
+        # No flush here: the entry is durable, so a crash replays these writes (2.3.3); the next
+        # flush of the file (the next entry's, the writer's next payload flush, a clean close)
+        # makes them durable in place. One fsync fewer per metadata change.
+        self.applied_unflushed = True
         self.position = (self.position + len(entry)) % self.length
         self.sequence += 1
+
+    def flushed(self) -> None:
+        """The file was flushed since the last entry was applied: its in-place writes are durable."""
+        self.applied_unflushed = False
 
     def _build_entry(self, updates: dict[int, bytes], zeros: list[tuple[int, int]]) -> bytes:
         count = len(updates) + len(zeros)

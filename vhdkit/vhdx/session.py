@@ -80,6 +80,11 @@ class WriteSession:
             disk.header = write_updated_header(self.store, disk.header, data_write_guid=uuid.uuid4())
             self.data_write_guid_changed = True
 
+    def flushed(self) -> None:
+        """The file was just flushed (the writer's payload flush, or a flush asked for)."""
+        if self.log is not None:
+            self.log.flushed()
+
     def end(self) -> VhdxHeader:
         """Flush and mark the log empty (clean close)."""
         disk = self.disk
