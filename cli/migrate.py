@@ -31,7 +31,9 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.add_argument("--control", required=True, metavar="PATH", help="the control socket of vhdkit serve")
     p.add_argument("--to", metavar="TARGET", help="start a migration to this new image (path or smb:// URL)")
     p.add_argument("--format", choices=formats.NAMES, help="the target's format (default: by its name)")
-    p.add_argument("--mode", choices=("write-blocking", "background"), help="default write-blocking (always converges)")
+    p.add_argument("--mode", choices=("write-blocking", "background"),
+                   help="default background (the guest never waits for the target; turns write-blocking if it "
+                        "stops converging)")
     p.add_argument("--speed", help="copy at most this much per second, e.g. 200M")
     p.add_argument("--granularity", help="dirty tracking grain, e.g. 64K (the default)")
     p.add_argument("--complete", action="store_true", help="switch the guest over once the copy is ready")

@@ -5,12 +5,13 @@ the **copier** (copier.py: the bulk pass, in worker threads) and the **switch-ov
 (switchover.py: the pause in which the guest moves). This module holds the job itself: its state
 (state.py draws the machine), the guest's writes, the convergence watch, errors and events.
 
-Guest writes are seen first by ``guest_write``. In **write-blocking** mode (the default, as
-Hyper-V, ESX 5 and QEMU's active mirror do) a write goes to the source and then synchronously to
-the target, so the dirty set only shrinks and the job always converges; grains a write covers
-whole need no copy afterwards. In **background** mode a write only marks its grains dirty; when
-the guest dirties faster than the copy runs, the job notices within ``convergence_window`` and
-(``auto_switch``) turns itself into write-blocking. A guest write and a copy of the same grains
+Guest writes are seen first by ``guest_write``. In **background** mode (the default, as QEMU's
+mirror) a write goes to the source and marks its grains dirty, so the guest never waits for the
+target; when the guest dirties faster than the copy runs, the job notices within
+``convergence_window`` and (``auto_switch``) turns itself into write-blocking. In
+**write-blocking** mode (Hyper-V's, ESX 5's, QEMU's active mirror) a write goes to the source and
+then synchronously to the target, so the dirty set only shrinks and the job always converges, at
+the price of the guest's write latency during the bulk pass (specs/migration.md, point 6). A guest write and a copy of the same grains
 never overlap (``RangeLock``), so nothing stale can reach the target.
 
 Errors follow a policy per side: "report" (fail the job), "retry" (mark the range dirty again,
@@ -34,7 +35,7 @@ from .switchover import complete_together, verify
 
 
 class MirrorJob:
-    def __init__(self, guest: GuestDisk, target: VirtualDisk, *, mode: str = "write-blocking",
+    def __init__(self, guest: GuestDisk, target: VirtualDisk, *, mode: str = "background",
                  granularity: int = DEFAULT_GRANULARITY, buf_size: int = 1 << 20, in_flight: int = 2,
                  speed: int | None = None, on_source_error: str = "report", on_target_error: str = "report",
                  max_retries: int = 5, target_is_zeroed: bool = True, flush_interval: float = 0.1,
