@@ -90,3 +90,31 @@ def test_pages_dropped_and_read_again_keep_every_write(tmp_path, monkeypatch):
     for i, offset in enumerate(offsets):
         out = run("qemu-io", "-r", "-f", "vhdx", "-c", f"read -P {0x10 + i} {offset} 4096", path)
         assert "Pattern verification failed" not in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("where", ["payload", "bitmap slot"])
+@pytest.mark.parametrize("page", ["first", "middle", "last"])
+def test_a_qemu_made_giant_whose_blocks_are_all_zero_state_is_still_read_entry_by_entry(tmp_path, where, page):
+    """qemu-img marks every block of a new VHDX ZERO (state 2): check compares such pages with one
+    uniform page at once; a single wrong entry anywhere (a payload entry with an offset, a bitmap
+    slot with a state) must still be found, at its offset."""
+    image = tmp_path / "q.vhdx"
+    run("qemu-img", "create", "-q", "-f", "vhdx", image, "64T")
+    assert vhdkit.check(image).verdict == "clean"
+    with vhdkit.open(image) as disk:
+        g = disk.bat.geometry
+        blocks = g.virtual_size // g.block_size
+        block = {"first": 0, "middle": blocks // 2 + 7, "last": blocks - 1}[page]
+        # (a disk without a parent has no bitmap slot after its last chunk: 2.5, TotalBATEntries)
+        chunk = min(block // g.chunk_ratio, (blocks - 1) // g.chunk_ratio - 1)
+        index = g.payload_index(block) if where == "payload" else g.bitmap_index(chunk)
+        at = disk.bat.region_offset + index * 8
+    with open(image, "r+b") as f:
+        f.seek(at)
+        (value,) = struct.unpack("<Q", f.read(8))
+        assert value == (2 if where == "payload" else 0)
+        f.seek(at)
+        f.write(struct.pack("<Q", 6))  # FULLY_PRESENT (a bitmap slot: PRESENT) at offset 0, in the header section
+    report = vhdkit.check(image)
+    assert report.verdict == "corrupt", report.findings
+    assert any(f.offset == at for f in report.findings), [(f.offset, f.message) for f in report.findings]

@@ -176,34 +176,55 @@ _SPACELESS_STATES = bytes((L.PayloadBlockState.NOT_PRESENT, L.PayloadBlockState.
 
 def _entries_to_check(bat: BlockAllocationTable, ratio: int) -> Iterator[tuple[int, int]]:
     """(index, value) of the entries that need a closer look; skipped: 0 everywhere, and a
-    space-less payload state at offset 0. Whole 4 KiB pages of skippable entries cost a few
-    byte-string operations, and the table is streamed a page at a time, so a 64 TiB disk's BAT
-    (64 million entries with 1 MiB blocks) takes a second or so and no more memory than a page."""
-    step = _PAGE * L.BAT_ENTRY_SIZE
-    zero = bytes(step)
-    for page_first, raw in bat.page_bytes():
-        if is_zero(raw):  # most pages of a sparse disk: nothing to look at
+    space-less payload state at offset 0. The table is streamed a page (1 MiB) at a time, and a
+    page of skippable entries costs a few byte-string operations on the whole page, so a 64 TiB
+    disk's BAT (64 million entries with 1 MiB blocks) takes well under a second and no more
+    memory than a page."""
+    stride = (ratio + 1) * L.BAT_ENTRY_SIZE  # from one sector-bitmap slot to the next
+    uniform: dict[int, bytes] = {}  # state -> a run of such entries from a chunk's start, a page and a chunk long
+    for first, page in bat.page_bytes():
+        if is_zero(page):  # most pages of a sparse disk: nothing to look at
             continue
-        for start in range(0, len(raw), step):
-            page = raw[start : start + step]
-            first = page_first + start // L.BAT_ENTRY_SIZE
-            count = len(page) // L.BAT_ENTRY_SIZE
-            if page == zero[: len(page)]:
-                continue
-            highs = bytearray(page)
-            highs[0 :: L.BAT_ENTRY_SIZE] = bytes(count)
-            if highs == zero[: len(page)] and not page[0 :: L.BAT_ENTRY_SIZE].translate(None, _SPACELESS_STATES):
-                # Only sector-bitmap slots could still be wrong here (a payload state is no bitmap state).
-                slot = (first // (ratio + 1) + 1) * (ratio + 1) - 1
-                while slot < first + count:
-                    value = _ENTRY.unpack_from(page, (slot - first) * L.BAT_ENTRY_SIZE)[0]
-                    if value:
-                        yield slot, value
-                    slot += ratio + 1
-                continue
-            for i, (value,) in enumerate(_ENTRY.iter_unpack(page)):
+        # The next most common page: every payload entry one space-less state at offset 0, every
+        # bitmap slot 0 (qemu-img marks a new disk's blocks ZERO): one comparison with such a page.
+        phase = first % (ratio + 1)
+        state = page[0] if phase != ratio else page[L.BAT_ENTRY_SIZE] if len(page) > L.BAT_ENTRY_SIZE else 0
+        if state not in uniform and state in _SPACELESS_STATES:
+            uniform[state] = _uniform_run(len(page) + stride, state, ratio)
+        run = uniform.get(state)
+        if run is not None and page == run[phase * L.BAT_ENTRY_SIZE : phase * L.BAT_ENTRY_SIZE + len(page)]:
+            continue
+        count = len(page) // L.BAT_ENTRY_SIZE
+        highs = bytearray(page)
+        highs[0 :: L.BAT_ENTRY_SIZE] = bytes(count)
+        if highs.count(0) == len(highs) and not page[0 :: L.BAT_ENTRY_SIZE].translate(None, _SPACELESS_STATES):
+            # Every entry is a space-less state at offset 0 or a bitmap slot holding one such byte:
+            # only sector-bitmap slots could still be wrong (a payload state is no bitmap state).
+            slot = (first // (ratio + 1) + 1) * (ratio + 1) - 1
+            at = (slot - first) * L.BAT_ENTRY_SIZE
+            slots = b"".join(page[at + k :: stride] for k in range(L.BAT_ENTRY_SIZE)) if at < len(page) else b""
+            if slots.count(0) == len(slots):
+                continue  # (all slots 0, compared in C: the common case)
+            while slot < first + count:
+                value = _ENTRY.unpack_from(page, (slot - first) * L.BAT_ENTRY_SIZE)[0]
                 if value:
-                    yield first + i, value
+                    yield slot, value
+                slot += ratio + 1
+            continue
+        for i, (value,) in enumerate(_ENTRY.iter_unpack(page)):
+            if value:
+                yield first + i, value
+
+
+def _uniform_run(length: int, state: int, ratio: int) -> bytes:
+    """``length`` bytes of BAT entries from a chunk's first (``ratio`` payload entries, then the
+    chunk's bitmap slot, repeated): every payload entry ``state`` at offset 0, every slot 0. A
+    page starting ``phase`` entries into a chunk is compared with the run from that entry on."""
+    run = bytearray(length)
+    run[0 :: L.BAT_ENTRY_SIZE] = bytes((state,)) * (length // L.BAT_ENTRY_SIZE)
+    slots = slice(ratio * L.BAT_ENTRY_SIZE, None, (ratio + 1) * L.BAT_ENTRY_SIZE)
+    run[slots] = bytes(len(run[slots]))
+    return bytes(run)
 
 
 _ENTRY = struct.Struct("<Q")
