@@ -258,3 +258,25 @@ def test_live_vsm_onto_a_share_prints_the_lookup_records_that_move(tmp_path, sam
     unknown = vhdkit_cmd("vm", "move", str(vm.folder), "--type", "live-vsm", "--to", share, "--host", "hostc",
                          "--netvirt", str(model))
     assert unknown.returncode == 1 and "hostc" in unknown.stderr  # refused before anything moved
+
+
+def test_a_running_disk_alone_in_its_folder_gets_its_folder_at_the_destination(tmp_path):
+    """The only file of "Virtual Hard Disks" is the disk the guest writes: nothing is copied
+    there, yet its folder must exist at the destination for the mirror's new image."""
+    root = tmp_path / "old" / "solo"
+    (root / "Virtual Hard Disks").mkdir(parents=True)
+    vhdkit.create(root / "Virtual Hard Disks" / "solo.vhdx", 16 * MiB).close()
+    write(root / "Virtual Machines" / "A.xml", configuration("solo", scsi=[r"C:\VMs\solo\Virtual Hard Disks\solo.vhdx"]))
+    vm = load(root)
+    guests, shadows, writers = running_guests(vm, rate=100, seed=3)
+    (tmp_path / "new").mkdir()
+    try:
+        report = move_vm(vm, "live-storage", to=str(tmp_path / "new"), source_host=HOST, guests=guests)
+    finally:
+        for writer in writers:
+            writer.stop()
+    assert report.pause_ms is not None and report.files_copied == 2
+    for path, guest in guests.items():
+        assert guest.name == str(tmp_path / "new" / "solo" / "Virtual Hard Disks" / "solo.vhdx")
+        assert guest.pread(0, guest.size) == bytes(shadows[path])
+        guest.close()

@@ -165,15 +165,15 @@ def _copy(vm: VmConfig, source_fs: Folders, files: dict[str, int], fs: Folders, 
 
     running = {_real(k): g for k, g in guests.items()}
     copied_files = copied = 0
-    to_copy = [rel for rel in sorted(files) if rel.rsplit("/", 1)[-1] != JOURNAL
-               and _real(source_fs.join(vm.folder, *rel.split("/"))) not in running]
+    sources = {rel: _real(source_fs.join(vm.folder, *rel.split("/"))) for rel in sorted(files)}
+    to_copy = [rel for rel, source in sources.items() if rel.rsplit("/", 1)[-1] != JOURNAL and source not in running]
     total = sum(files[rel] for rel in to_copy)
+    # Every file's folder, the mirrored disks' too (a disk alone in its folder is one of them):
+    # each made once, parents first (one request each on a share).
+    for folder in sorted({"/".join(rel.split("/")[:i]) for rel in sources for i in range(1, rel.count("/") + 1)}):
+        fs.mkdir(fs.join(dest, *folder.split("/")))
     for rel in to_copy:
-        parts = rel.split("/")
-        source = _real(source_fs.join(vm.folder, *parts))
-        for i in range(1, len(parts)):
-            fs.mkdir(fs.join(dest, *parts[:i]))
-        copied += copy_file(source, fs.join(dest, *parts))
+        copied += copy_file(sources[rel], fs.join(dest, *rel.split("/")))
         copied_files += 1
         last = rel == to_copy[-1]  # (allocated blocks may hold a little less data than they count)
         emit("copying", {"file": rel, "bytes": copied, "total": copied if last else max(total, copied)})
