@@ -43,15 +43,14 @@ def timestamp_now() -> int:
 
 def build_footer(size: int, disk_type: int, data_offset: int, unique_id: bytes) -> bytes:
     c, h, s = L.chs_for_size(size)
-    raw = bytearray(L.Footer.build(dict(
+    raw = L.Footer.build(dict(
         cookie=L.FOOTER_COOKIE, features=L.FEATURES_RESERVED, file_format_version=L.FILE_FORMAT_VERSION,
         data_offset=data_offset, timestamp=timestamp_now(), creator_application=L.CREATOR_APPLICATION,
         creator_version=_creator_version(), creator_host_os=L.CREATOR_HOST_OS, original_size=size,
         current_size=size, cylinders=c, heads=h, sectors_per_track=s, disk_type=disk_type, checksum=0,
         unique_id=unique_id, saved_state=0, reserved=bytes(427),
-    )))
-    raw[L.FOOTER_CHECKSUM_OFFSET : L.FOOTER_CHECKSUM_OFFSET + 4] = L.checksum(raw, L.FOOTER_CHECKSUM_OFFSET).to_bytes(4, "big")
-    return bytes(raw)
+    ))
+    return L.with_checksum(raw, L.FOOTER_CHECKSUM_OFFSET)
 
 
 def check_parameters(size: int, disk_type: str, block_size: int) -> None:
@@ -94,36 +93,23 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
     table_offset = L.FOOTER_SIZE + L.DYNAMIC_HEADER_SIZE
     table_bytes = align_up(entries * 4, L.SECTOR)
     at = table_offset + table_bytes
-    locators = []
+    locators = []  # (code, length, offset)
     locator_data = []
     if parent is not None:
         for code, path in ((L.PLATFORM_W2RU, parent.relative_path), (L.PLATFORM_W2KU, parent.absolute_path)):
             if not path:
                 continue
             data = path.encode("utf-16-le")
-            space = align_up(len(data), L.SECTOR)
-            # PlatformDataSpace in bytes, as Windows writes it (the spec says sectors).
-            locators.append(dict(platform_code=code, platform_data_space=space, platform_data_length=len(data),
-                                 reserved=0, platform_data_offset=at))
+            locators.append((code, len(data), at))
             locator_data.append((at, data))
-            at += space
-    while len(locators) < 8:
-        locators.append(dict(platform_code=L.PLATFORM_NONE, platform_data_space=0, platform_data_length=0,
-                             reserved=0, platform_data_offset=0))
-    name = (parent.name if parent else "").encode("utf-16-be")[:512]
-    header = bytearray(L.DynamicHeader.build(dict(
-        cookie=L.DYNAMIC_HEADER_COOKIE, data_offset=L.FIXED_DATA_OFFSET, table_offset=table_offset,
-        header_version=L.HEADER_VERSION, max_table_entries=entries, block_size=block_size, checksum=0,
-        parent_unique_id=parent.unique_id if parent else bytes(16),
-        parent_timestamp=0,  # Windows leaves it 0 as well; nobody checks it
-        reserved=0, parent_unicode_name=name + bytes(512 - len(name)), parent_locators=locators,
-        reserved2=bytes(256),
-    )))
-    header[L.DYNAMIC_HEADER_CHECKSUM_OFFSET : L.DYNAMIC_HEADER_CHECKSUM_OFFSET + 4] = L.checksum(
-        header, L.DYNAMIC_HEADER_CHECKSUM_OFFSET).to_bytes(4, "big")
+            at += align_up(len(data), L.SECTOR)
+    header = L.build_dynamic_header(
+        table_offset=table_offset, max_table_entries=entries, block_size=block_size,
+        parent_unique_id=parent.unique_id if parent else bytes(16), parent_name=parent.name if parent else "",
+        locators=locators)  # ParentTimeStamp 0: Windows leaves it 0 as well; nobody checks it
     disk_type_code = L.DiskType.DIFFERENCING if parent else L.DiskType.DYNAMIC
     footer = build_footer(size, disk_type_code, L.FOOTER_SIZE, unique_id)
-    store.pwrite(L.FOOTER_SIZE, bytes(header))
+    store.pwrite(L.FOOTER_SIZE, header)
     store.pwrite(table_offset, b"\xff" * table_bytes)
     for offset, data in locator_data:
         store.pwrite(offset, data)

@@ -151,3 +151,31 @@ def chs_for_size(size: int) -> tuple[int, int, int]:
     reader (Windows, libvhdi, dissect, qemu old and new) sees CurrentSize as the size."""
     c, h, s = chs_geometry(size)
     return (c, h, s) if c * h * s * SECTOR == size else MAX_CHS
+
+
+def with_checksum(raw: bytes | bytearray, field_offset: int) -> bytes:
+    """``raw`` (a footer or a dynamic header) with its checksum field filled in."""
+    out = bytearray(raw)
+    out[field_offset : field_offset + 4] = checksum(out, field_offset).to_bytes(4, "big")
+    return bytes(out)
+
+
+def build_dynamic_header(*, table_offset: int, max_table_entries: int, block_size: int, parent_unique_id: bytes,
+                         parent_name: str, locators: list[tuple[bytes, int, int]],
+                         data_offset: int = FIXED_DATA_OFFSET, header_version: int = HEADER_VERSION,
+                         parent_timestamp: int = 0, reserved: int = 0, reserved2: bytes = bytes(256)) -> bytes:
+    """A dynamic header, checksummed. ``locators``: (platform code, data length, file offset) of
+    each used entry; PlatformDataSpace is written in bytes (the length rounded up to sectors), as
+    Windows writes it (the specification says sectors); unused entries are zero."""
+    entries = [dict(platform_code=code, platform_data_space=-(-length // SECTOR) * SECTOR,
+                    platform_data_length=length, reserved=0, platform_data_offset=offset)
+               for code, length, offset in locators]
+    entries += [dict(platform_code=PLATFORM_NONE, platform_data_space=0, platform_data_length=0, reserved=0,
+                     platform_data_offset=0)] * (8 - len(entries))
+    name = parent_name.encode("utf-16-be")[:512]
+    raw = DynamicHeader.build(dict(
+        cookie=DYNAMIC_HEADER_COOKIE, data_offset=data_offset, table_offset=table_offset,
+        header_version=header_version, max_table_entries=max_table_entries, block_size=block_size, checksum=0,
+        parent_unique_id=parent_unique_id, parent_timestamp=parent_timestamp, reserved=reserved,
+        parent_unicode_name=name + bytes(512 - len(name)), parent_locators=entries, reserved2=reserved2))
+    return with_checksum(raw, DYNAMIC_HEADER_CHECKSUM_OFFSET)

@@ -143,28 +143,20 @@ def _old_spaces(disk: _Differencing, datas: list[bytes], file_end: int) -> list[
 
 
 def _header(disk: _Differencing, name: str, placed: list[tuple[bytes, bytes, int]]) -> bytes:
+    """The disk's header with new locators and parent name, every other field kept."""
     h = disk.header
     assert h is not None
-    locators = [dict(platform_code=code, platform_data_space=align_up(len(data), L.SECTOR),
-                     platform_data_length=len(data), reserved=0, platform_data_offset=where)
-                for code, data, where in placed]
-    while len(locators) < 8:
-        locators.append(dict(platform_code=L.PLATFORM_NONE, platform_data_space=0, platform_data_length=0,
-                             reserved=0, platform_data_offset=0))
-    unicode_name = name.encode("utf-16-be")[:512]
-    raw = bytearray(L.DynamicHeader.build(dict(
-        cookie=L.DYNAMIC_HEADER_COOKIE, data_offset=h.data_offset, table_offset=h.table_offset,
-        header_version=h.header_version, max_table_entries=h.max_table_entries, block_size=h.block_size,
-        checksum=0, parent_unique_id=bytes(h.parent_unique_id), parent_timestamp=h.parent_timestamp,
-        reserved=h.reserved, parent_unicode_name=unicode_name + bytes(512 - len(unicode_name)),
-        parent_locators=locators, reserved2=bytes(h.reserved2))))
-    raw[L.DYNAMIC_HEADER_CHECKSUM_OFFSET:L.DYNAMIC_HEADER_CHECKSUM_OFFSET + 4] = L.checksum(
-        raw, L.DYNAMIC_HEADER_CHECKSUM_OFFSET).to_bytes(4, "big")
-    return bytes(raw)
+    return L.build_dynamic_header(
+        table_offset=h.table_offset, max_table_entries=h.max_table_entries, block_size=h.block_size,
+        parent_unique_id=bytes(h.parent_unique_id), parent_name=name,
+        locators=[(code, len(data), where) for code, data, where in placed], data_offset=h.data_offset,
+        header_version=h.header_version, parent_timestamp=h.parent_timestamp, reserved=h.reserved,
+        reserved2=bytes(h.reserved2))
 
 
 def _footer(disk: _Differencing, header_offset: int) -> bytes:
+    """The footer the disk was opened on, pointing at ``header_offset``."""
     raw = bytearray(disk.footer_info.raw)
-    raw[L.Footer.offset_of("data_offset"):L.Footer.offset_of("data_offset") + 8] = header_offset.to_bytes(8, "big")
-    raw[L.FOOTER_CHECKSUM_OFFSET:L.FOOTER_CHECKSUM_OFFSET + 4] = L.checksum(raw, L.FOOTER_CHECKSUM_OFFSET).to_bytes(4, "big")
-    return bytes(raw)
+    at = L.Footer.offset_of("data_offset")
+    raw[at : at + 8] = header_offset.to_bytes(8, "big")
+    return L.with_checksum(raw, L.FOOTER_CHECKSUM_OFFSET)
