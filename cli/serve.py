@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from vhdkit.migration.service import DiskService
 from vhdkit.storage import redact
@@ -68,18 +68,29 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:  # ssl.SSLError too
             raise SystemExit(f"vhdkit serve: cannot load TLS credentials from {args.tls_creds}: {e}") from e
     service = DiskService(args.image, read_only=args.read_only)
-    try:
+
+    def start() -> str:
         service.serve_nbd(args.nbd, insecure=args.insecure, **options)
         if args.control:
             service.serve_control(args.control)
+        control = f"; control at {args.control}" if args.control else ""
+        return f"serving {service.guest.name} ({service.guest.size} bytes) at {args.nbd}{control}"
+
+    run_until_stopped(service, start, lambda: f"stopped; the disk is {redact(service.image)}")
+    return 0
+
+
+def run_until_stopped(server: Any, start: Callable[[], str], stopped: Callable[[], str]) -> None:
+    """Start ``server`` (``start`` returns the line saying what it serves; a failure stops it),
+    stop it on SIGINT or SIGTERM, and wait for that: the life of `vhdkit serve` and `vm serve`."""
+    try:
+        started = start()
     except BaseException:
-        service.stop()
+        server.stop()
         raise
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: service.stop())
-    control = f"; control at {args.control}" if args.control else ""
-    print(f"serving {service.guest.name} ({service.guest.size} bytes) at {args.nbd}{control}", flush=True)
-    while not service.wait_stopped(0.5):
+        signal.signal(sig, lambda *_: server.stop())
+    print(started, flush=True)
+    while not server.wait_stopped(0.5):
         pass
-    print(f"stopped; the disk is {redact(service.image)}", file=sys.stderr, flush=True)
-    return 0
+    print(stopped(), file=sys.stderr, flush=True)

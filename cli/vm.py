@@ -78,25 +78,19 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import signal
-    import sys
-
     from vhdkit.vm.runner import VmRunner
 
+    from .serve import run_until_stopped
+
     runner = VmRunner(args.path, args.nbd_dir)
-    try:
+
+    def start() -> str:
         runner.serve_nbd()
         runner.serve_control(args.control)
-    except BaseException:
-        runner.stop()
-        raise
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: runner.stop())
-    exports = ", ".join(f"{disk} at unix:{path}" for disk, path in runner.exports.items())
-    print(f"running {runner.vm.name}: {exports}; control at {args.control}", flush=True)
-    while not runner.wait_stopped(0.5):
-        pass
-    print(f"stopped {runner.vm.name}", file=sys.stderr, flush=True)
+        exports = ", ".join(f"{disk} at unix:{path}" for disk, path in runner.exports.items())
+        return f"running {runner.vm.name}: {exports}; control at {args.control}"
+
+    run_until_stopped(runner, start, lambda: f"stopped {runner.vm.name}")
     return 0
 
 
