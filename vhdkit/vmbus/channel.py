@@ -61,7 +61,7 @@ def map_ring(path: str, data_size: int | None = None) -> tuple[mmap.mmap, Ring]:
 
 def numbered_payload(seq: int, size: int, filler: bytes) -> bytes:
     rest = filler[: size - _SEQ.size]
-    return _SEQ.pack(seq, size, zlib.crc32(seq.to_bytes(8, "little") + rest)) + rest
+    return _SEQ.pack(seq, size, zlib.crc32(rest, zlib.crc32(seq.to_bytes(8, "little")))) + rest
 
 
 def check_payload(payload: bytes, expected_seq: int) -> bool:
@@ -70,7 +70,7 @@ def check_payload(payload: bytes, expected_seq: int) -> bool:
         return False
     seq, size, crc = _SEQ.unpack_from(payload)
     return (seq == expected_seq and _SEQ.size <= size <= len(payload) < size + 8
-            and crc == zlib.crc32(payload[:8] + payload[_SEQ.size : size]))
+            and crc == zlib.crc32(payload[_SEQ.size : size], zlib.crc32(payload[:8])))
 
 
 def send(ring: Ring, receiver: Doorbell, sender: Doorbell, payloads: Callable[[int], bytes], count: int,

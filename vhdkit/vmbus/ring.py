@@ -55,6 +55,16 @@ class Packet(NamedTuple):
     payload: bytes
 
 
+_new_tuple = tuple.__new__
+
+
+def _packet_struct(length: int) -> struct.Struct:
+    """Descriptor, payload, zero padding to 8 bytes and trailer of a packet with ``length`` payload
+    bytes as one layout (pack_into zero-fills the pad bytes)."""
+    pad = (DESCRIPTOR_SIZE + length + 7) // 8 * 8 - DESCRIPTOR_SIZE - length
+    return struct.Struct(f"<HHHHQ{length}s{pad}xQ")
+
+
 def packet_size(payload_length: int) -> int:
     """Bytes a packet takes in the ring: descriptor + payload padded to 8 + trailer."""
     return (DESCRIPTOR_SIZE + payload_length + 7) // 8 * 8 + TRAILER_SIZE
@@ -77,6 +87,8 @@ class Ring:
         if init:
             view[:HEADER_SIZE] = bytes(HEADER_SIZE)
             self._words[FEATURE_BITS // 4] = FEAT_PENDING_SEND_SZ
+        self._packet_structs: dict[int, struct.Struct] = {}  # payload length -> whole-packet layout
+        self._payload_structs: dict[int, struct.Struct] = {}  # payload length -> "Ns"
         # statistics, as Linux counts them
         self.signals = 0
         self.full_count = 0
@@ -130,17 +142,16 @@ class Ring:
         if free <= total:  # "if there is only room for the packet, assume it is full"
             self.full_count += 1
             return FULL
-        head = DESCRIPTOR.pack(packet_type, 2, aligned >> 3, flags, trans_id)
-        pad = aligned - DESCRIPTOR_SIZE - length
-        if w + total <= size:  # no wrap: three slices
-            data = self.data
-            data[w : w + 16] = head
-            data[w + 16 : w + 16 + length] = payload
-            end = w + aligned
-            if pad:
-                data[end - pad : end] = _PADDING[pad]
-            data[end : end + 8] = (w << 32).to_bytes(8, "little")
+        if w + total <= size:  # no wrap: the whole packet in one store (about half the time of four)
+            whole = self._packet_structs.get(length)
+            if whole is None:
+                whole = self._packet_structs[length] = _packet_struct(length)
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = bytes(payload)  # the "s" code takes bytes and bytearrays only
+            whole.pack_into(self.data, w, packet_type, 2, aligned >> 3, flags, trans_id, payload, w << 32)
         else:
+            head = DESCRIPTOR.pack(packet_type, 2, aligned >> 3, flags, trans_id)
+            pad = aligned - DESCRIPTOR_SIZE - length
             self._copy_in(w, head + bytes(payload) + _PADDING[pad] + (w << 32).to_bytes(8, "little"))
         new_w = w + total
         if new_w >= size:
@@ -161,16 +172,19 @@ class Ring:
     def read(self, max_packets: int = 1 << 30) -> tuple[list[Packet], bool]:
         """Take up to ``max_packets`` packets, publish the read index once, and say whether the
         writer must be signalled (free space crossed pending_send_sz)."""
-        words, size = self._words, self.size
+        words, size, data = self._words, self.size, self.data
+        payload_structs = self._payload_structs
+        unpack_descriptor = DESCRIPTOR.unpack_from
         w = words[0]
         r = start_r = words[1]
         out: list[Packet] = []
+        append = out.append
         while r != w and len(out) < max_packets:
             available = w - r if w >= r else size - (r - w)
             if available < DESCRIPTOR_SIZE + TRAILER_SIZE:
                 raise RingCorruptError(f"ring: {available} bytes at read index {r} cannot hold a packet")
             if r + DESCRIPTOR_SIZE <= size:
-                ptype, offset8, len8, flags, trans_id = DESCRIPTOR.unpack_from(self.data, r)
+                ptype, offset8, len8, flags, trans_id = unpack_descriptor(data, r)
             else:
                 ptype, offset8, len8, flags, trans_id = DESCRIPTOR.unpack(self._copy_out(r, DESCRIPTOR_SIZE))
             length, offset = len8 << 3, offset8 << 3
@@ -183,8 +197,14 @@ class Ring:
             if at >= size:
                 at -= size
             n = length - offset
-            payload = bytes(self.data[at : at + n]) if at + n <= size else self._copy_out(at, n)
-            out.append(Packet(ptype, flags, trans_id, payload))
+            if at + n <= size:  # one unpack copies the payload out: a third of bytes(data[a:b])
+                take = payload_structs.get(n)
+                if take is None:
+                    take = payload_structs[n] = struct.Struct(f"{n}s")
+                payload = take.unpack_from(data, at)[0]
+            else:
+                payload = self._copy_out(at, n)
+            append(_new_tuple(Packet, (ptype, flags, trans_id, payload)))  # Packet(...) without its Python __new__
             r += length + TRAILER_SIZE
             if r >= size:
                 r -= size
