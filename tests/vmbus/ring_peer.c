@@ -46,19 +46,34 @@ _Static_assert(offsetof(struct hv_ring_buffer, pending_send_sz) == 0x0c, "pendin
 _Static_assert(offsetof(struct hv_ring_buffer, feature_bits) == 0x40, "feature_bits");
 _Static_assert(sizeof(struct vmpacket_descriptor) == 16, "descriptor");
 
-static uint32_t crc_table[256];
+/* CRC-32 (zlib's polynomial), eight bytes per step through eight tables, so that checking a
+ * 1,500-byte packet costs the C peer about what zlib costs Python and the peer stays the ceiling
+ * (a byte at a time, its check alone held it below vhdkit at 1,500 bytes). Little-endian. */
+static uint32_t crc_table[8][256];
 
 static void crc32_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & -(c & 1));
-        crc_table[i] = c;
+        crc_table[0][i] = c;
     }
+    for (int t = 1; t < 8; t++)
+        for (uint32_t i = 0; i < 256; i++)
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
 }
 
 static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
     crc = ~crc;
-    while (n--) crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+        lo ^= crc;
+        crc = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF]
+            ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF]
+            ^ crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+    }
+    while (n--) crc = crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 
