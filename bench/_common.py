@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: timing whole processes, medians, table printing."""
+"""Shared by the benchmarks: timing whole processes, peak resident memory, medians, table printing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,14 +17,60 @@ from typing import Iterator, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False) -> float:
+class Timing(float):
+    """Seconds of one whole process; ``peak_rss``: its peak resident set in bytes, when asked for."""
+
+    peak_rss: int | None = None
+
+
+def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False, rss: bool = False) -> Timing:
     """Wall time of one whole process. ``settle``: first (untimed) write back every dirty page, so
-    a run does not pay for the writeback of the run before it."""
+    a run does not pay for the writeback of the run before it.
+
+    ``rss``: also learn its peak RSS, by running it under GNU time (Debian's package "time"). Not
+    from our own wait4: the kernel carries the peak of the memory a process had before exec into
+    its ru_maxrss, and a child forked (or vforked) from this Python process starts with all of
+    ours (a C tool then shows 18 MiB; 218 MiB after this process allocates 200). GNU time forks
+    from its own ~1 MiB. The wrapper adds ~0.8 ms, so benches ask for it on an untimed warm-up run.
+    """
     if settle:
         os.sync()
+    if rss:
+        if not shutil.which("time") and not os.path.exists("/usr/bin/time"):
+            raise SystemExit("GNU time is needed for peak RSS figures (apt-get install time)")
+        with tempfile.NamedTemporaryFile("r", prefix="vhdkit-bench-rss-") as report:
+            result = timed(["/usr/bin/time", "-f", "%M", "-o", report.name, *cmd], stdin)
+            result.peak_rss = int(report.read().split()[-1]) * 1024
+            return result
     start = time.perf_counter()
     subprocess.run(list(cmd), check=True, input=stdin, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return Timing(time.perf_counter() - start)
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM) again from its current RSS (Linux >= 4.0), so that
+    peak_rss() after an in-process measurement is that measurement's peak, not the setup's."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss() -> int:
+    """This process's peak resident set since start or the last reset_peak_rss(), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def mib(n: float) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def peak(timings: Sequence[Timing]) -> str:
+    """The largest peak RSS of the runs that measured it (timed(..., rss=True)), for a table."""
+    known = [t.peak_rss for t in timings if t.peak_rss is not None]
+    return mib(max(known)) if known else "-"
 
 
 _PAGE_REPORTING_DELAY = Path("/sys/module/page_reporting/parameters/min_free_ms")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table, timed
+from _common import hot_freed_memory, installed_vhdkit, median, mib, peak, peak_rss, reset_peak_rss, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,23 +55,27 @@ def main() -> int:
         for label, path in images.items():
             ours_cmd = [vhdkit_exe, "check", str(path)]
             theirs_cmd = ["qemu-img", "check", str(path)]
-            timed(ours_cmd), timed(theirs_cmd)  # warm-up
+            warm = timed(ours_cmd, rss=True), timed(theirs_cmd, rss=True)  # warm-up, and peak RSS
             ours, theirs, inproc = [], [], []
+            inproc_peak = 0
             for _ in range(args.runs):
                 ours.append(timed(ours_cmd))
                 theirs.append(timed(theirs_cmd))
+                reset_peak_rss()
                 start = time.perf_counter()
                 report = vhdkit.check(path)
                 inproc.append(time.perf_counter() - start)
+                inproc_peak = max(inproc_peak, peak_rss())
                 assert report.verdict == "clean", report.findings
             v, q, i = median(ours), median(theirs), median(inproc)
             bat_entries = path.stat().st_size  # for the table: file size shows the metadata's size
             rows.append((label, f"{bat_entries / MiB:.0f} MiB", f"{q * 1000:.1f}", f"{v * 1000:.1f}", f"{v / q:.1f}",
-                         f"{i * 1000:.1f}"))
+                         f"{i * 1000:.1f}", peak(warm[1:]), peak(warm[:1]), mib(inproc_peak)))
         python = str(Path(vhdkit_exe).parent / "python")
         startup = median([timed([python, "-c", "import vhdkit_cli.main, vhdkit.ops.check"]) for _ in range(args.runs)])
     print(f"check time, median of {args.runs} runs (ms); ratio = vhdkit / qemu-img (goal <= 1.0)")
-    print(table(rows, ("image", "file", "qemu-img check", "vhdkit check", "ratio", "vhdkit.check() in-process")))
+    print(table(rows, ("image", "file", "qemu-img check", "vhdkit check", "ratio", "vhdkit.check() in-process",
+                       "peak RSS qemu-img", "vhdkit", "in-process (whole bench process)")))
     print(f"python start-up + imports of the check command alone: {startup * 1000:.1f} ms")
     print(memory_note)
     return 0

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, runs_and_size, table, timed
+from _common import Timing, hot_freed_memory, installed_vhdkit, median, peak, runs_and_size, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,8 +53,9 @@ def main() -> int:
         source = work / "source.vhdx"
         make_source(source, size)
         tools = ("vhdkit compact", "qemu-img convert", "qemu-img convert -t writeback")
-        times: dict[tuple[str, str], list[float]] = {(copy, tool): [] for copy in ("sparse", "dense") for tool in tools}
+        times: dict[tuple[str, str], list[Timing]] = {(copy, tool): [] for copy in ("sparse", "dense") for tool in tools}
         sizes: dict[tuple[str, str], int] = {}
+        warm: dict[tuple[str, str], Timing] = {}  # the untimed first round, which learns the peak RSS
         with hot_freed_memory() as note:
             for run in range(runs + 1):  # the first round warms up, untimed
                 for key in (list(times) if run % 2 else list(reversed(times))):
@@ -66,15 +67,17 @@ def main() -> int:
                     subprocess.run(["cp", f"--sparse={'always' if layout == 'sparse' else 'never'}", str(source), str(copy)],
                                    check=True)
                     if tool == "vhdkit compact":
-                        t = timed([vhdkit, "compact", str(copy)], settle=True)
+                        t = timed([vhdkit, "compact", str(copy)], settle=True, rss=not run)
                         result = copy
                     else:  # qemu-img's default target cache is "unsafe" (never flushed); -t writeback flushes
                         cache = ["-t", "writeback"] if tool.endswith("writeback") else []
                         t = timed(["qemu-img", "convert", *cache, "-f", "vhdx", "-O", "vhdx", "-o",
-                                   "block_size=2097152", str(copy), str(out)], settle=True)
+                                   "block_size=2097152", str(copy), str(out)], settle=True, rss=not run)
                         result = out
                     if run:
                         times[key].append(t)
+                    else:
+                        warm[key] = t
                     sizes[key] = result.stat().st_size
                     same = subprocess.run(["qemu-img", "compare", "-f", "vhdx", "-F", "vhdx", str(result), str(source)],
                                           capture_output=True)
@@ -85,10 +88,10 @@ def main() -> int:
         for (layout, tool), ts in times.items():
             peer = median(times[(layout, "qemu-img convert")])
             rows.append((f"{layout} copy", tool, f"{median(ts):.3f}", format_size(sizes[(layout, tool)]),
-                         f"{median(ts) / peer:.2f}"))
+                         f"{median(ts) / peer:.2f}", peak([warm[(layout, tool)]])))
         print(f"compact a {size_text} dynamic VHDX ({format_size(source.stat().st_size)} file, half its data "
               f"zeroed by the guest), median of {runs}")
-        print(table(rows, ("source file", "tool", "seconds", "file after", "vs qemu-img")))
+        print(table(rows, ("source file", "tool", "seconds", "file after", "vs qemu-img", "peak RSS")))
         print(f"goal: vhdkit faster than the convert; {note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

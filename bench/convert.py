@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table, timed
+from _common import Timing, hot_freed_memory, installed_vhdkit, median, peak, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,8 +65,9 @@ def main() -> int:
         ceiling = []
         for _ in range(args.runs + 1):  # the first run is a warm-up, dropped below
             out.unlink(missing_ok=True)
-            ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)], settle=True))
-        ceiling = ceiling[1:]
+            ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)], settle=True, rss=not ceiling))
+        cp_rss, ceiling = ceiling[:1], ceiling[1:]
+        rss = []
         cp_time, cp_best = median(ceiling), min(ceiling)
         peers = {
             "qemu-img": lambda src, sf, df: ["qemu-img", "convert", "-f", qfmt[sf], "-O", qfmt[df], str(src), str(out)],
@@ -76,11 +77,12 @@ def main() -> int:
             "vhdkit": lambda src, sf, df: [vhdkit_exe, "convert", str(src), str(out), "-O", df],
         }
         for src_fmt, dst_fmt in (("vhdx", "raw"), ("raw", "vhdx"), ("vhd", "vhdx")):
-            times: dict[str, list[float]] = {name: [] for name in peers}
+            times: dict[str, list[Timing]] = {name: [] for name in peers}
             names = list(peers)
-            for name in names:  # untimed: warm the page cache, the interpreter's files, the allocator
+            warm = {}
+            for name in names:  # untimed: warm the page cache, the interpreter's files, the allocator; peak RSS
                 out.unlink(missing_ok=True)
-                timed(peers[name](sources[src_fmt], src_fmt, dst_fmt), settle=True)
+                warm[name] = timed(peers[name](sources[src_fmt], src_fmt, dst_fmt), settle=True, rss=True)
             for run in range(args.runs):
                 # Each round starts with another tool: this VM stalls some runs for ~1 s (the host
                 # takes back freed memory), and a fixed order would pin the stalls on one tool.
@@ -93,6 +95,7 @@ def main() -> int:
                     print(f"{src_fmt} -> {dst_fmt} {name}: {' '.join(f'{t:.3f}' for t in ts)}", file=sys.stderr)
             m = {name: median(ts) for name, ts in times.items()}
             best = {name: min(ts) for name, ts in times.items()}
+            rss.append((f"{src_fmt} -> {dst_fmt}", *(peak([warm[n]]) for n in peers)))
             rows.append((f"{src_fmt} -> {dst_fmt}", *(f"{m[n]:.3f} ({best[n]:.3f})" for n in peers),
                          f"{m['vhdkit --no-sync'] / m['qemu-img']:.2f} ({best['vhdkit --no-sync'] / best['qemu-img']:.2f})",
                          f"{m['vhdkit'] / m['qemu-img -t writeback']:.2f} ({best['vhdkit'] / best['qemu-img -t writeback']:.2f})",
@@ -102,6 +105,8 @@ def main() -> int:
     print(table(rows, ("pair", *peers, "no-sync/qemu", "synced/synced", "no-sync vs cp")))
     print(f"ceiling: cp --sparse=always of the raw image, {cp_time:.3f} s (best {cp_best:.3f} s). "
           "Goals: vhdkit/qemu <= 1.0 and >= 75% of the ceiling's throughput")
+    print(f"peak RSS, of the warm-up run (cp: {peak(cp_rss)})")
+    print(table(rss, ("pair", *peers)))
     print(memory_note)
     return 0
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table, timed
+from _common import hot_freed_memory, installed_vhdkit, median, peak, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,26 +43,29 @@ def main() -> int:
             for kind in ("dynamic", "fixed"):
                 ours, theirs, inproc = [], [], []
                 target = work / "disk.vhdx"
-                for _ in range(args.runs):
+                qopts = ["-o", "subformat=fixed"] if kind == "fixed" else []
+                for run in range(args.runs + 1):  # the first run warms up untimed and learns the peak RSS
                     target.unlink(missing_ok=True)
-                    ours.append(timed([vhdkit_exe, "create", str(target), "--size", size, "--type", kind]))
+                    ours.append(timed([vhdkit_exe, "create", str(target), "--size", size, "--type", kind], rss=not run))
                     target.unlink()
-                    qopts = ["-o", "subformat=fixed"] if kind == "fixed" else []
-                    theirs.append(timed(["qemu-img", "create", "-q", "-f", "vhdx", *qopts, str(target), size]))
+                    theirs.append(timed(["qemu-img", "create", "-q", "-f", "vhdx", *qopts, str(target), size],
+                                        rss=not run))
                     target.unlink()
                     start = time.perf_counter()
                     vhdkit.create(target, vhdkit.units.parse_size(size), type=kind).close()
                     inproc.append(time.perf_counter() - start)
                     target.unlink()
+                rss = theirs.pop(0), ours.pop(0), inproc.pop(0)
                 q, v, i = median(theirs), median(ours), median(inproc)
                 rows.append((f"{size} {kind}", f"{q * 1000:.1f}", f"{v * 1000:.1f}", f"{v / q:.1f}",
-                             f"{i * 1000:.1f}", f"{i / q:.2f}"))
+                             f"{i * 1000:.1f}", f"{i / q:.2f}", peak(rss[:1]), peak(rss[1:2])))
         python = str(Path(vhdkit_exe).parent / "python")  # the installed copy's interpreter
         startup = median([timed([python, "-c", "import vhdkit_cli.main"]) for _ in range(args.runs)])
         bare = median([timed([python, "-c", "pass"]) for _ in range(args.runs)])
         qemu_floor = median([float(r[1]) for r in rows]) / 1000
     print(f"create time, median of {args.runs} runs (ms); ratio = vhdkit / qemu-img (goal <= 2.0)")
-    print(table(rows, ("case", "qemu-img", "vhdkit cmd", "ratio", "vhdkit.create()", "ratio")))
+    print(table(rows, ("case", "qemu-img", "vhdkit cmd", "ratio", "vhdkit.create()", "ratio",
+                       "peak RSS qemu-img", "vhdkit cmd")))
     print(f"python start-up + imports of the vhdkit command alone: {startup * 1000:.1f} ms; "
           f"a bare `python -c pass`: {bare * 1000:.1f} ms = {bare / qemu_floor:.1f}x qemu-img's whole create, "
           f"so 2x qemu-img leaves {max(0.0, 2 * qemu_floor - bare) * 1000:.1f} ms for every import and all the work")

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import installed_vhdkit, median, table, timed
+from _common import installed_vhdkit, median, peak, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,19 +47,20 @@ def main() -> int:
             shutil.copyfile(models[fmt], folder / f"disk{i}.{fmt}")
         peer = f"find {tree} -name '*.vhd*' -print0 | xargs -0 -n 1 qemu-img info >/dev/null"
         cold, warm, peers = [], [], []
-        for run in range(args.runs):
+        for run in range(args.runs + 1):  # the first round warms up untimed and learns the peak RSS
             db = work / f"lib{run}.sqlite3"
-            cold.append(timed([exe, "library", "scan", str(tree), "--db", str(db)]))
-            warm.append(timed([exe, "library", "scan", str(tree), "--db", str(db)]))
-            peers.append(timed(["sh", "-c", peer]))
+            cold.append(timed([exe, "library", "scan", str(tree), "--db", str(db)], rss=not run))
+            warm.append(timed([exe, "library", "scan", str(tree), "--db", str(db)], rss=not run))
+            peers.append(timed(["sh", "-c", peer], rss=not run))
+        rss = {"cold": cold.pop(0), "warm": warm.pop(0), "peer": peers.pop(0)}
         n = args.count
         rows = [("vhdkit library scan (cold)", f"{median(cold):.2f}", f"{n / median(cold):,.0f}",
-                 f"{median(peers) / median(cold):.1f}x"),
+                 f"{median(peers) / median(cold):.1f}x", peak([rss['cold']])),
                 ("vhdkit library scan (warm)", f"{median(warm):.2f}", f"{n / median(warm):,.0f}",
-                 f"{median(peers) / median(warm):.1f}x"),
-                ("find | xargs qemu-img info", f"{median(peers):.2f}", f"{n / median(peers):,.0f}", "1.0x")]
+                 f"{median(peers) / median(warm):.1f}x", peak([rss['warm']])),
+                ("find | xargs qemu-img info", f"{median(peers):.2f}", f"{n / median(peers):,.0f}", "1.0x", peak([rss["peer"]]) + " (largest qemu-img)")]
         print(f"{n:,} images (half VHDX, half VHD), median of {args.runs}")
-        print(table(rows, ("tool", "seconds", "files/s", "vs peer")))
+        print(table(rows, ("tool", "seconds", "files/s", "vs peer", "peak RSS")))
         print("goals: cold >= 5x the peer; warm >= 20,000 files/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, runs_and_size, table, timed
+from _common import Timing, hot_freed_memory, installed_vhdkit, median, peak, runs_and_size, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,8 +54,9 @@ def main() -> int:
         vhdkit = installed_vhdkit(work)
         base, child, flat = make_chain(work, size)
         tools = ("vhdkit merge (into parent)", "vhdkit merge --to new", "qemu-img convert", "qemu-img convert -t writeback")
-        times: dict[str, list[float]] = {t: [] for t in tools}
+        times: dict[str, list[Timing]] = {t: [] for t in tools}
         run_dir = work / "run"
+        warm: dict[str, Timing] = {}  # round 0, which learns the peak RSS
         with hot_freed_memory() as note:
             for rnd in range(runs + 1):  # round 0 warms up, untimed
                 for tool in (tools if rnd % 2 else tools[::-1]):
@@ -66,26 +67,28 @@ def main() -> int:
                     b, c, fl, out = (run_dir / base.name, run_dir / child.name, run_dir / flat.name,
                                      run_dir / "out.vhdx")
                     if tool == "vhdkit merge (into parent)":
-                        t, result = timed([vhdkit, "merge", str(c)], settle=True), b
+                        t, result = timed([vhdkit, "merge", str(c)], settle=True, rss=not rnd), b
                     elif tool == "vhdkit merge --to new":
-                        t, result = timed([vhdkit, "merge", str(c), "--to", str(out)], settle=True), out
+                        t, result = timed([vhdkit, "merge", str(c), "--to", str(out)], settle=True, rss=not rnd), out
                     else:
                         cache = ["-t", "writeback"] if tool.endswith("writeback") else []
                         t = timed(["qemu-img", "convert", *cache, "-f", "vhdx", "-O", "vhdx", "-o", "block_size=2097152",
-                                   str(fl), str(out)], settle=True)
+                                   str(fl), str(out)], settle=True, rss=not rnd)
                         result = out
                     if rnd:
                         times[tool].append(t)
+                    else:
+                        warm[tool] = t
                     same = subprocess.run(["qemu-img", "compare", "-f", "vhdx", "-F", "vhdx", str(result), str(flat)],
                                           capture_output=True)
                     if same.returncode != 0:
                         print(f"{tool}: the result differs from the chain!", file=sys.stderr)
                         return 1
         q = median(times["qemu-img convert"])
-        rows = [(tool, f"{median(ts):.3f}", f"{median(ts) / q:.2f}") for tool, ts in times.items()]
+        rows = [(tool, f"{median(ts):.3f}", f"{median(ts) / q:.2f}", peak([warm[tool]])) for tool, ts in times.items()]
         print(f"merge a {size_text} chain (base {format_size(base.stat().st_size)}, child "
               f"{format_size(child.stat().st_size)}), median of {runs}")
-        print(table(rows, ("tool", "seconds", "vs qemu-img convert")))
+        print(table(rows, ("tool", "seconds", "vs qemu-img convert", "peak RSS")))
         print(f"goal: vhdkit faster than the convert (only the child's data moves); {note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import median, table
+from _common import median, mib, peak_rss, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,6 +103,7 @@ def main() -> int:
     print(f"{len(records):,} lookup records, {len(frames):,} frames of {len(inner)} bytes, one core, median of {args.runs}")
     print(table(rows, ("operation", "million/s", "of ceiling")))
     print("goals: lookups >= 1.00 million/s, encapsulations >= 0.30 million/s")
+    print(f"peak RSS of this process (the records, the LookupTable and the ceiling's dict): {mib(peak_rss())}")
     return 0
 
 

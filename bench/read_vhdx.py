@@ -22,10 +22,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import hot_freed_memory
+from _common import Timing, hot_freed_memory, peak, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,12 +63,6 @@ def build_image(workdir: Path, size: int, fill: float, block_size: int) -> Path:
     return image
 
 
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -92,9 +85,10 @@ def main() -> int:
                               f"driver=null-co,size={size}"],
             "qemu-img→raw": ["qemu-img", "convert", "-f", "vhdx", "-O", "raw", str(image), str(out)],
         }
-        for cmd in peers.values():  # warm the page cache and the interpreter's files
-            timed(cmd)
-        times: dict[str, list[float]] = {name: [] for name in peers}
+        warm = {}
+        for name, cmd in peers.items():  # warm the page cache and the interpreter's files; peak RSS
+            warm[name] = timed(cmd, rss=True)
+        times: dict[str, list[Timing]] = {name: [] for name in peers}
         for _ in range(args.runs):  # interleaved, so noise hits every peer alike
             for name, cmd in peers.items():
                 if out.exists():
@@ -104,10 +98,10 @@ def main() -> int:
 
     print(f"sequential read of a {format_size(size)} VHDX, {args.fill:.0%} of {format_size(block_size)} blocks "
           f"holding data; median of {args.runs} runs, page cache warm")
-    print(f"{'reader':<16}{'median s':>10}{'min s':>10}{'MiB/s':>10}")
+    print(f"{'reader':<16}{'median s':>10}{'min s':>10}{'MiB/s':>10}{'peak RSS':>10}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:<16}{med:>10.3f}{min(ts):>10.3f}{size / med / 2**20:>10.0f}")
+        print(f"{name:<16}{med:>10.3f}{min(ts):>10.3f}{size / med / 2**20:>10.0f}{peak([warm[name]]):>10}")
     ratio = statistics.median(times["vhdkit"]) / statistics.median(times["qemu-img→null"])
     print(f"ratio vhdkit / qemu-img→null: {ratio:.2f} (goal <= 1.0); "
           f"python start-up + import vhdkit alone: {startup:.3f} s")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import hot_freed_memory, median, table
+from _common import hot_freed_memory, median, mib, peak_rss, reset_peak_rss, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,12 +46,17 @@ def main() -> int:
     unc = rf"\\{samba.host}\bench\peer.bin"
     results: dict[str, dict[str, list[float]]] = {}
 
+    peaks: dict[str, int] = {}
+
     def record(name: str, way: str, seconds: float) -> None:
         results.setdefault(name, {}).setdefault(way, []).append(size / seconds / MiB)
+        peaks[name] = max(peaks.get(name, 0), peak_rss())  # the phase's peak: the last one ended at reset
+        reset_peak_rss()
 
     try:
         with hot_freed_memory() as memory_note, tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
             local = Path(tmp) / "local.bin"
+            reset_peak_rss()
             for _ in range(args.runs):
                 # smbprotocol, 1 MiB requests (buffering=0)
                 start = time.perf_counter()
@@ -103,9 +108,10 @@ def main() -> int:
     rows = []
     for name, ways in results.items():
         w, r = median(ways["write"]), median(ways["read"])
-        rows.append((name, f"{w:.0f}", f"{r:.0f}", f"{w / median(peer['write']):.0%}", f"{r / median(peer['read']):.0%}"))
+        rows.append((name, f"{w:.0f}", f"{r:.0f}", f"{w / median(peer['write']):.0%}", f"{r / median(peer['read']):.0%}", mib(peaks[name])))
     print(f"sequential {args.size} over SMB 3.1.1 on loopback, 1 MiB requests, median of {args.runs} (MiB/s)")
-    print(table(rows, ("path", "write", "read", "write vs smbprotocol", "read vs smbprotocol")))
+    print(table(rows, ("path", "write", "read", "write vs smbprotocol", "read vs smbprotocol",
+                       "peak RSS (this process)")))
     print("goal: vhdkit >= 90% of smbprotocol both ways; " + memory_note)
     return 0
 

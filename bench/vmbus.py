@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import median, table
+from _common import median, mib, peak_rss, reset_peak_rss, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,23 +29,31 @@ sys.path.insert(0, str(ROOT))
 from vhdkit.vmbus.channel import map_ring, two_processes  # noqa: E402
 
 
-def c_pair(exe: str, size: int, count: int) -> float:
+def c_pair(exe: str, size: int, count: int) -> tuple[float, int]:
+    """(packets/s, the larger peak RSS of the C writer and reader in bytes). Each runs under GNU
+    time, which forks from its own small process: a child of this one would carry our RSS into its
+    ru_maxrss (bench/_common.timed says why)."""
     fd, path = tempfile.mkstemp(prefix="vhdkit-ring-", dir="/dev/shm")
     os.close(fd)
+    reports = [tempfile.NamedTemporaryFile("r", prefix="vhdkit-bench-rss-") for _ in range(2)]
     try:
         mapping, ring = map_ring(path, 1 << 20)
         start = time.perf_counter()
-        reader = subprocess.Popen([exe, "read", path, str(count)], stdout=subprocess.PIPE, text=True)
-        writer = subprocess.run([exe, "write", path, str(count), str(size)], capture_output=True, text=True)
+        reader = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", reports[0].name, exe, "read", path, str(count)],
+                                  stdout=subprocess.PIPE, text=True)
+        writer = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", reports[1].name, exe, "write", path, str(count),
+                                 str(size)], capture_output=True, text=True)
         out, _ = reader.communicate()
         elapsed = time.perf_counter() - start
         if writer.returncode or reader.returncode or not out.startswith(f"ok {count}"):
             raise SystemExit(f"the C pair failed: {writer.stdout} {out}")
         del ring
         mapping.close()
-        return count / elapsed
+        return count / elapsed, max(int(r.read().split()[-1]) * 1024 for r in reports)
     finally:
         os.unlink(path)
+        for r in reports:
+            r.close()
 
 
 def main() -> int:
@@ -59,16 +67,23 @@ def main() -> int:
     rows = []
     for size in (64, 256, 1500):
         ours, peer = [], []
+        sender_peak = receiver_peak = peer_peak = 0
         for _ in range(args.runs):
+            reset_peak_rss()
             result = two_processes(size, count=args.count)
+            sender_peak = max(sender_peak, peak_rss())
+            receiver_peak = max(receiver_peak, result.receiver_peak_rss)
             if result.bad or result.received != args.count:
                 raise SystemExit(f"{size} bytes: {result}")
             ours.append(result.packets_per_second)
-            peer.append(c_pair(exe, size, args.count))
+            rate, c_peak = c_pair(exe, size, args.count)
+            peer.append(rate)
+            peer_peak = max(peer_peak, c_peak)
         rows.append((str(size), f"{median(ours):,.0f}", f"{median(peer):,.0f}", f"{median(ours) / median(peer):.2f}",
-                     f"{median(ours) * size / 1e6:,.0f}"))
+                     f"{median(ours) * size / 1e6:,.0f}", mib(sender_peak), mib(receiver_peak), mib(peer_peak)))
     print(f"{args.count:,} numbered packets through a 1 MiB ring, two processes, median of {args.runs}")
-    print(table(rows, ("payload bytes", "vhdkit packets/s", "C peer packets/s", "vhdkit/C", "vhdkit MB/s")))
+    print(table(rows, ("payload bytes", "vhdkit packets/s", "C peer packets/s", "vhdkit/C", "vhdkit MB/s",
+                       "peak RSS vhdkit sender", "receiver", "C peer")))
     print("goal: vhdkit > 260,000 packets/s at 256 bytes")
     return 0
 

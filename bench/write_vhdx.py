@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import hot_freed_memory, median, table, timed
+from _common import hot_freed_memory, median, peak, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,18 +72,19 @@ def main() -> int:
             plan_file.write_text("".join(f"{o} {n}\n" for o, n in plan))
             script = "".join(f"write -q -P 0x55 {o} {n}\n" for o, n in plan) + "flush\n"
             ours, theirs = [], []
-            for _ in range(args.runs):
+            for run in range(args.runs + 1):  # the first run warms up untimed and learns the peak RSS
                 shutil.copyfile(empty, image)
-                ours.append(timed([sys.executable, "-c", WRITER, str(image), str(plan_file)]))
+                ours.append(timed([sys.executable, "-c", WRITER, str(image), str(plan_file)], rss=not run))
                 shutil.copyfile(empty, image)
-                theirs.append(timed(["qemu-io", "-f", "vhdx", str(image)], stdin=script.encode()))
+                theirs.append(timed(["qemu-io", "-f", "vhdx", str(image)], stdin=script.encode(), rss=not run))
+            rss = theirs.pop(0), ours.pop(0)
             total = sum(n for _, n in plan)
             v, q = median(ours), median(theirs)
             rows.append((name, format_size(total), f"{total / q / MiB:.1f}", f"{total / v / MiB:.1f}",
-                         f"{q / v:.2f}"))
+                         f"{q / v:.2f}", peak(rss[:1]), peak(rss[1:])))
     print(f"write throughput on a {format_size(size)} dynamic VHDX (32 MiB blocks, fresh each run), "
           f"median of {args.runs} runs, MiB/s over whole-process time")
-    print(table(rows, ("workload", "bytes", "qemu-io", "vhdkit", "vhdkit/qemu-io")))
+    print(table(rows, ("workload", "bytes", "qemu-io", "vhdkit", "vhdkit/qemu-io", "peak RSS qemu-io", "vhdkit")))
     print("goal: sequential vhdkit/qemu-io >= 1.0")
     print(memory_note)
     return 0

@@ -128,12 +128,25 @@ def receive(ring: Ring, receiver: Doorbell, sender: Doorbell, count: Callable[[]
     return got, bad
 
 
+def _peak_rss() -> int:
+    """This process's peak resident set in bytes (Linux's VmHWM), 0 where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class RunResult(NamedTuple):
     sent: int
     received: int
     bad: int
     seconds: float  # from the first packet sent to the last one received
     full_waits: int  # times the sender slept on a full ring
+    receiver_peak_rss: int = 0  # bytes, the receiving process's peak resident set (0: unknown)
 
     @property
     def packets_per_second(self) -> float:
@@ -156,7 +169,7 @@ def two_processes(payload_size: int, *, count: int | None = None, seconds: float
     receiver_bell, sender_bell = Doorbell(), Doorbell()
     total = ctx.Value("q", -1 if count is None else count, lock=False)
     done = ctx.Value("d", 0.0, lock=False)
-    outcome = ctx.Array("q", 2, lock=False)
+    outcome = ctx.Array("q", 3, lock=False)
     try:
         mapping, ring = map_ring(path, data_size)
 
@@ -164,7 +177,7 @@ def two_processes(payload_size: int, *, count: int | None = None, seconds: float
             child_map, child_ring = map_ring(path)
             got, bad = receive(child_ring, receiver_bell, sender_bell, lambda: total.value, check)
             done.value = time.perf_counter()
-            outcome[0], outcome[1] = got, bad
+            outcome[0], outcome[1], outcome[2] = got, bad, _peak_rss()
             del child_ring
             child_map.close()
 
@@ -190,7 +203,7 @@ def two_processes(payload_size: int, *, count: int | None = None, seconds: float
             raise ChannelError(f"the receiving process failed (exit {process.exitcode})")
         del ring
         mapping.close()
-        return RunResult(sent, outcome[0], outcome[1], done.value - start, waits)
+        return RunResult(sent, outcome[0], outcome[1], done.value - start, waits, outcome[2])
     finally:
         os.unlink(path)
         os.close(receiver_bell.fd)
