@@ -420,6 +420,15 @@ class VirtualDisk(io.RawIOBase):
             if writeback is not None:
                 writeback(wait)
 
+    def write_direct(self, enable: bool) -> bool:
+        """Ask the store to write whole aligned pages past the page cache (``enable``), or no longer;
+        True if it does. For bulk copies into a disk nobody reads yet (LocalStore says why)."""
+        if not enable or self._flushable():
+            switch = getattr(self.store, "write_direct", None)
+            if switch is not None:
+                return bool(switch(enable))
+        return False
+
     def publish(self) -> None:
         """A disk opened ``unpublished`` (being built where nobody uses it yet) becomes an ordinary
         one: from now on every metadata change is ordered and crash-safe. Call it flushed."""

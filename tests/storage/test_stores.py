@@ -200,3 +200,48 @@ def test_stored_zeros_skips_holes_and_finds_late_data(tmp_path):
         assert not zeros((6 << 20) + 300_000, 1)
         assert zeros((6 << 20) + 300_001, (2 << 20) - 300_001)
         assert zeros((8 << 20) - 10, 100)  # past the end reads zeros
+
+
+def _resident_pages(path, length: int) -> list[bool]:
+    """Which pages of the file's first ``length`` bytes are in the page cache (mincore(2))."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pages = length // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), length) as m:
+        anchor = ctypes.c_char.from_buffer(m)
+        try:
+            assert libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), ctypes.c_size_t(length), vec) == 0
+        finally:
+            del anchor  # the mapping cannot close while ctypes holds its buffer
+    return [bool(v & 1) for v in vec]
+
+
+def test_write_direct_takes_aligned_pages_past_the_cache_and_the_rest_through_it(tmp_path):
+    import mmap
+
+    MiB = 1 << 20
+    path = tmp_path / "target.img"
+    path.write_bytes(b"")
+    store = LocalStore(path, writable=True)
+    if not store.write_direct(True):
+        pytest.skip("this filesystem has no O_DIRECT")
+    aligned = mmap.mmap(-1, MiB)
+    aligned.write(os.urandom(MiB))
+    unaligned = os.urandom(MiB)
+    store.truncate(4 * MiB)
+    store.pwrite(0, memoryview(aligned))  # page-aligned memory, offset, length: past the cache
+    store.pwrite(MiB, unaligned)  # bytes: the page cache takes it
+    store.pwrite(2 * MiB + 512, unaligned[:4096])  # an offset off the page: the page cache too
+    store.write_direct(False)
+    store.pwrite(3 * MiB, memoryview(aligned))  # turned off: through the cache again
+    resident = _resident_pages(path, 4 * MiB)
+    per_mib = [sum(resident[i * 256:(i + 1) * 256]) for i in range(4)]
+    assert per_mib[0] == 0 and per_mib[1] == 256 and per_mib[2] >= 1 and per_mib[3] == 256, per_mib
+    got = bytearray(4 * MiB)
+    assert store.preadinto(0, memoryview(got)) == 4 * MiB
+    assert got[:MiB] == aligned[:] and got[MiB:2 * MiB] == unaligned
+    assert got[2 * MiB + 512:2 * MiB + 512 + 4096] == unaligned[:4096] and got[3 * MiB:] == aligned[:]
+    store.close()

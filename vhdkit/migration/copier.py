@@ -8,12 +8,19 @@ job becomes ready (as QEMU does on reaching READY, so what is left for the switc
 what the guest writes from then on); while ready, the target's writeback is started now and then
 so the flush inside the switch-over finds little left to write.
 
+The target is written past the page cache where its store can (write_direct; buffers are page-
+aligned mmaps for that): a guest that flushes its own disk on the same filesystem would
+otherwise wait for the target's writeback (ext4 data=ordered; measured: the guest's fsyncs took
+70-160 ms while the bulk pass's 600 MiB went to disk, against 0.3-7 ms before). The switch-over
+turns that off before the guest writes to the target.
+
 The copier shares the job's condition variable: the job's state and the copier's bookkeeping
 change together under it.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 from typing import Protocol
@@ -59,8 +66,10 @@ class Copier:
         self._cursor = 0
         self._settling = False
         self._last_flush = 0.0
+        self.direct = False  # the target's store writes past the page cache
 
     def start(self) -> None:
+        self.direct = self.job.target.write_direct(True)
         for i in range(self.in_flight):
             worker = threading.Thread(target=self._work, name=f"vhdkit-mirror-{i}", daemon=True)
             worker.start()
@@ -69,7 +78,7 @@ class Copier:
     # -- one worker ----------------------------------------------------------------------------
     def _work(self) -> None:
         job = self.job
-        buf = bytearray(self.buf_grains * job.dirty.granularity)
+        buf = mmap.mmap(-1, self.buf_grains * job.dirty.granularity)  # page-aligned, for write_direct
         while True:
             claim = self._claim()
             if claim is None:
@@ -207,7 +216,7 @@ class Copier:
     def copy_rest(self) -> None:
         """Under the closed gate: copy whatever is still dirty (background mode's last dirt)."""
         job = self.job
-        buf = bytearray(self.buf_grains * job.dirty.granularity)
+        buf = mmap.mmap(-1, self.buf_grains * job.dirty.granularity)  # page-aligned, for write_direct
         while True:
             run = job.dirty.next_run(0, self.buf_grains)
             if run is None:

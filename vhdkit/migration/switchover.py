@@ -71,6 +71,7 @@ def _finish_behind_gate(job: SwitchingJob) -> None:
     ordinary image, nothing switched yet."""
     job.copier.quiesce()
     job.copier.copy_rest()
+    job.target.write_direct(False)  # the guest's writes go through the page cache, as on any disk
     job.target.flush()
     job.target.publish()
 

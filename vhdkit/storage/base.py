@@ -122,6 +122,11 @@ class BaseStore:
     def start_writeback(self, wait: bool = False) -> None:
         """Write back what was written (``wait``: and wait), without a flush's commit (see LocalStore)."""
 
+    def write_direct(self, enable: bool) -> bool:
+        """Write whole, page-aligned pages from page-aligned memory past the page cache from now
+        on (``enable``), or no longer; True if this store does (see LocalStore)."""
+        return False
+
     def _require_writable(self) -> None:
         if not self.writable:
             raise ReadOnlyError(f"{self.url} is open read-only")

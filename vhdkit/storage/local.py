@@ -17,6 +17,7 @@ _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
 _libc: Any = None
+_DIRECT_ALIGNMENT = 4096  # O_DIRECT: offsets, lengths and memory on the device's block size; 4 KiB covers 512 too
 
 
 def _load_libc() -> Any:
@@ -72,6 +73,7 @@ class LocalStore(BaseStore):
                  regular_only: bool = False, force_share: bool | None = None) -> None:
         self.path = os.fspath(path)
         self._lock: ImageLock | None = None
+        self._direct_fd = -1  # the same file opened O_DIRECT, while write_direct(True)
         self.url = self.path
         self.writable = writable or create
         flags = os.O_RDWR if self.writable else os.O_RDONLY
@@ -128,6 +130,13 @@ class LocalStore(BaseStore):
         self._require_writable()
         _check_range(offset, len(data))
         view = memoryview(data).cast("B")
+        if self._direct_fd >= 0 and not (offset | len(view)) & (_DIRECT_ALIGNMENT - 1) and view:
+            try:
+                if os.pwrite(self._direct_fd, view, offset) == len(view):
+                    return len(view)
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: memory not aligned; the page cache takes it
+                    raise StorageError(f"write error on {self.path} at {offset:#x}: {e.strerror}") from e
         done = 0
         while done < len(view):
             try:
@@ -154,6 +163,7 @@ class LocalStore(BaseStore):
                 raise StorageError(f"fsync failed on {self.path}: {e.strerror}") from e
 
     def close(self) -> None:
+        self.write_direct(False)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -201,6 +211,33 @@ class LocalStore(BaseStore):
                 _load_libc().sync_file_range(self._fd, 0, 0, 7 if wait else 2)
             except (OSError, AttributeError):
                 pass  # only a hint
+
+    def write_direct(self, enable: bool) -> bool:
+        """Writes of whole 4 KiB pages from page-aligned memory (an mmap's, not a bytearray's) go
+        past the page cache (O_DIRECT) while enabled; the rest as before.
+
+        For a bulk writer that shares the filesystem with someone who flushes: on ext4
+        (data=ordered) a journal commit first writes back the data of blocks allocated since the
+        last one, so a guest's fsync of its own disk waited 70-160 ms while a migration's
+        target was written back (measured with strace). Written past the cache, the target has no
+        dirty pages to wait for. The same file is opened again through /proc/self/fd (the same
+        inode, whatever its name is now); a filesystem without O_DIRECT (tmpfs) says no."""
+        if not enable or not self.writable or self._fd < 0:
+            if self._direct_fd >= 0:
+                os.close(self._direct_fd)
+                self._direct_fd = -1
+            return False
+        if self._direct_fd < 0:
+            try:
+                self._direct_fd = os.open(f"/proc/self/fd/{self._fd}",
+                                          os.O_WRONLY | getattr(os, "O_DIRECT", 0) | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return False
+            if not getattr(os, "O_DIRECT", 0):
+                os.close(self._direct_fd)
+                self._direct_fd = -1
+                return False
+        return True
 
     def copy_range(self, src: int, dst: int, n: int) -> None:
         """copy_file_range(2): the kernel copies (or, on XFS/btrfs, shares) the bytes without
