@@ -12,7 +12,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,27 +23,44 @@ class Timing(float):
     peak_rss: int | None = None
 
 
-def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False, rss: bool = False) -> Timing:
-    """Wall time of one whole process. ``settle``: first (untimed) write back every dirty page, so
-    a run does not pay for the writeback of the run before it.
+GNU_TIME = "/usr/bin/time"
 
-    ``rss``: also learn its peak RSS, by running it under GNU time (Debian's package "time"). Not
-    from our own wait4: the kernel carries the peak of the memory a process had before exec into
-    its ru_maxrss, and a child forked (or vforked) from this Python process starts with all of
-    ours (a C tool then shows 18 MiB; 218 MiB after this process allocates 200). GNU time forks
-    from its own ~1 MiB. The wrapper adds ~0.8 ms, so benches ask for it on an untimed warm-up run.
-    """
+
+def under_gnu_time(cmd: Sequence[str], report: str) -> list[str]:
+    """``cmd`` run by GNU time (Debian's package "time"), which writes the command's peak RSS in
+    KiB to the file ``report`` (read it with reported_peak_rss).
+
+    Not our own wait4: the kernel carries the peak of the memory a process had before exec into
+    its ru_maxrss, and a child forked (or vforked) from a Python process starts with all of the
+    parent's (a C tool then shows 18 MiB; 218 MiB after the parent allocates 200). GNU time forks
+    from its own ~1 MiB, and its figure includes the command's own waited-for children."""
+    if not os.path.exists(GNU_TIME):
+        raise SystemExit("GNU time is needed for peak RSS figures (apt-get install time)")
+    return [GNU_TIME, "-f", "%M", "-o", report, *cmd]
+
+
+def reported_peak_rss(report: IO[str]) -> int:
+    """Bytes, from the file under_gnu_time named (opened before the run, read after it)."""
+    return int(report.read().split()[-1]) * 1024
+
+
+def timed(cmd: Sequence[str], stdin: bytes | None = None, settle: bool = False, rss: bool = False,
+          check: bool = True) -> Timing:
+    """Wall time of one whole process. ``settle``: first (untimed) write back every dirty page, so
+    a run does not pay for the writeback of the run before it. ``rss``: also learn its peak RSS
+    (under_gnu_time); the wrapper adds ~0.8 ms, so benches ask for it on an untimed warm-up run.
+    ``check``: a failing command stops the bench; without it (a command expected to fail), its
+    complaints on stderr are not shown."""
     if settle:
         os.sync()
     if rss:
-        if not shutil.which("time") and not os.path.exists("/usr/bin/time"):
-            raise SystemExit("GNU time is needed for peak RSS figures (apt-get install time)")
         with tempfile.NamedTemporaryFile("r", prefix="vhdkit-bench-rss-") as report:
-            result = timed(["/usr/bin/time", "-f", "%M", "-o", report.name, *cmd], stdin)
-            result.peak_rss = int(report.read().split()[-1]) * 1024
+            result = timed(under_gnu_time(cmd, report.name), stdin, check=check)
+            result.peak_rss = reported_peak_rss(report)
             return result
     start = time.perf_counter()
-    subprocess.run(list(cmd), check=True, input=stdin, stdout=subprocess.DEVNULL)
+    subprocess.run(list(cmd), check=check, input=stdin, stdout=subprocess.DEVNULL,
+                   stderr=None if check else subprocess.DEVNULL)
     return Timing(time.perf_counter() - start)
 
 
@@ -54,23 +71,26 @@ def reset_peak_rss() -> None:
         f.write("5")
 
 
-def peak_rss() -> int:
-    """This process's peak resident set since start or the last reset_peak_rss(), in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
+def status_bytes(field: str, pid: int | str = "self") -> int:
+    """A size from /proc/PID/status in bytes: "VmHWM" (peak resident set since exec or the last
+    reset_peak_rss) or "VmRSS" (resident now). A process's own, not its parent's."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/{pid}/status")
+
+
+def peak_rss(pid: int | str = "self") -> int:
+    return status_bytes("VmHWM", pid)
 
 
 def mib(n: float) -> str:
     return f"{n / (1 << 20):.0f} MiB"
 
 
-def peak(timings: Sequence[Timing]) -> str:
-    """The largest peak RSS of the runs that measured it (timed(..., rss=True)), for a table."""
-    known = [t.peak_rss for t in timings if t.peak_rss is not None]
-    return mib(max(known)) if known else "-"
+def peak(timing: Timing) -> str:
+    """A run's peak RSS (timed(..., rss=True)), for a table."""
+    return "-" if timing.peak_rss is None else mib(timing.peak_rss)
 
 
 _PAGE_REPORTING_DELAY = Path("/sys/module/page_reporting/parameters/min_free_ms")

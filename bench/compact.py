@@ -88,7 +88,7 @@ def main() -> int:
         for (layout, tool), ts in times.items():
             peer = median(times[(layout, "qemu-img convert")])
             rows.append((f"{layout} copy", tool, f"{median(ts):.3f}", format_size(sizes[(layout, tool)]),
-                         f"{median(ts) / peer:.2f}", peak([warm[(layout, tool)]])))
+                         f"{median(ts) / peer:.2f}", peak(warm[(layout, tool)])))
         print(f"compact a {size_text} dynamic VHDX ({format_size(source.stat().st_size)} file, half its data "
               f"zeroed by the guest), median of {runs}")
         print(table(rows, ("source file", "tool", "seconds", "file after", "vs qemu-img", "peak RSS")))

@@ -66,7 +66,7 @@ def main() -> int:
         for _ in range(args.runs + 1):  # the first run is a warm-up, dropped below
             out.unlink(missing_ok=True)
             ceiling.append(timed(["cp", "--sparse=always", str(raw), str(out)], settle=True, rss=not ceiling))
-        cp_rss, ceiling = ceiling[:1], ceiling[1:]
+        cp_warm, ceiling = ceiling[0], ceiling[1:]
         rss = []
         cp_time, cp_best = median(ceiling), min(ceiling)
         peers = {
@@ -95,7 +95,7 @@ def main() -> int:
                     print(f"{src_fmt} -> {dst_fmt} {name}: {' '.join(f'{t:.3f}' for t in ts)}", file=sys.stderr)
             m = {name: median(ts) for name, ts in times.items()}
             best = {name: min(ts) for name, ts in times.items()}
-            rss.append((f"{src_fmt} -> {dst_fmt}", *(peak([warm[n]]) for n in peers)))
+            rss.append((f"{src_fmt} -> {dst_fmt}", *(peak(warm[n]) for n in peers)))
             rows.append((f"{src_fmt} -> {dst_fmt}", *(f"{m[n]:.3f} ({best[n]:.3f})" for n in peers),
                          f"{m['vhdkit --no-sync'] / m['qemu-img']:.2f} ({best['vhdkit --no-sync'] / best['qemu-img']:.2f})",
                          f"{m['vhdkit'] / m['qemu-img -t writeback']:.2f} ({best['vhdkit'] / best['qemu-img -t writeback']:.2f})",
@@ -105,7 +105,7 @@ def main() -> int:
     print(table(rows, ("pair", *peers, "no-sync/qemu", "synced/synced", "no-sync vs cp")))
     print(f"ceiling: cp --sparse=always of the raw image, {cp_time:.3f} s (best {cp_best:.3f} s). "
           "Goals: vhdkit/qemu <= 1.0 and >= 75% of the ceiling's throughput")
-    print(f"peak RSS, of the warm-up run (cp: {peak(cp_rss)})")
+    print(f"peak RSS, of the warm-up run (cp: {peak(cp_warm)})")
     print(table(rss, ("pair", *peers)))
     print(memory_note)
     return 0

@@ -55,10 +55,10 @@ def main() -> int:
                     vhdkit.create(target, vhdkit.units.parse_size(size), type=kind).close()
                     inproc.append(time.perf_counter() - start)
                     target.unlink()
-                rss = theirs.pop(0), ours.pop(0), inproc.pop(0)
+                theirs_warm, ours_warm, _ = theirs.pop(0), ours.pop(0), inproc.pop(0)
                 q, v, i = median(theirs), median(ours), median(inproc)
                 rows.append((f"{size} {kind}", f"{q * 1000:.1f}", f"{v * 1000:.1f}", f"{v / q:.1f}",
-                             f"{i * 1000:.1f}", f"{i / q:.2f}", peak(rss[:1]), peak(rss[1:2])))
+                             f"{i * 1000:.1f}", f"{i / q:.2f}", peak(theirs_warm), peak(ours_warm)))
         python = str(Path(vhdkit_exe).parent / "python")  # the installed copy's interpreter
         startup = median([timed([python, "-c", "import vhdkit_cli.main"]) for _ in range(args.runs)])
         bare = median([timed([python, "-c", "pass"]) for _ in range(args.runs)])

@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table
+from _common import hot_freed_memory, installed_vhdkit, median, mib, status_bytes, table, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,15 +39,10 @@ MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 
 
 def time_and_rss(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one whole process, by GNU time."""
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    last = done.stderr.strip().splitlines()[-1].split()
-    return float(last[0]), int(last[1])
-
-
-def mib(kib: float) -> str:
-    return f"{kib / 1024:.0f} MiB"
+    """(wall seconds, peak RSS in bytes) of one whole process; hostile inputs may make it fail."""
+    run = timed(cmd, rss=True, check=False)
+    assert run.peak_rss is not None
+    return float(run), run.peak_rss
 
 
 def giant_bat(work: Path, vhdkit_exe: str, runs: int) -> list[tuple[str, ...]]:
@@ -127,13 +122,6 @@ def _nbd_client(path: str) -> socket.socket:
             raise ConnectionError(f"NBD_OPT_GO refused ({kind:#x})")
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def idle_clients(work: Path, vhdkit_exe: str, clients: int) -> list[tuple[str, ...]]:
     import vhdkit
 
@@ -159,12 +147,12 @@ def idle_clients(work: Path, vhdkit_exe: str, clients: int) -> list[tuple[str, .
                         raise
                     time.sleep(0.05)
             time.sleep(0.3)
-            before = _rss_kib(proc.pid)
+            before = status_bytes("VmRSS", proc.pid)
             start = time.perf_counter()
             held = [_nbd_client(sock) for _ in range(clients)]
             took = time.perf_counter() - start
             time.sleep(0.5)
-            after = _rss_kib(proc.pid)
+            after = status_bytes("VmRSS", proc.pid)
             threads = len(os.listdir(f"/proc/{proc.pid}/task"))
             for s in held:
                 s.close()
@@ -172,7 +160,7 @@ def idle_clients(work: Path, vhdkit_exe: str, clients: int) -> list[tuple[str, .
             proc.terminate()
             proc.wait(30)
         rows.append((f"{clients} idle NBD clients: {name}", f"{took:.2f} s to connect", mib(before), mib(after),
-                     f"{(after - before) / clients:.0f} KiB/client", f"{threads} threads"))
+                     f"{(after - before) / 1024 / clients:.0f} KiB/client", f"{threads} threads"))
     return rows
 
 

@@ -55,10 +55,11 @@ def main() -> int:
         rss = {"cold": cold.pop(0), "warm": warm.pop(0), "peer": peers.pop(0)}
         n = args.count
         rows = [("vhdkit library scan (cold)", f"{median(cold):.2f}", f"{n / median(cold):,.0f}",
-                 f"{median(peers) / median(cold):.1f}x", peak([rss['cold']])),
+                 f"{median(peers) / median(cold):.1f}x", peak(rss['cold'])),
                 ("vhdkit library scan (warm)", f"{median(warm):.2f}", f"{n / median(warm):,.0f}",
-                 f"{median(peers) / median(warm):.1f}x", peak([rss['warm']])),
-                ("find | xargs qemu-img info", f"{median(peers):.2f}", f"{n / median(peers):,.0f}", "1.0x", peak([rss["peer"]]) + " (largest qemu-img)")]
+                 f"{median(peers) / median(warm):.1f}x", peak(rss['warm'])),
+                ("find | xargs qemu-img info", f"{median(peers):.2f}", f"{n / median(peers):,.0f}", "1.0x",
+                 peak(rss["peer"]) + " (largest qemu-img)")]
         print(f"{n:,} images (half VHDX, half VHD), median of {args.runs}")
         print(table(rows, ("tool", "seconds", "files/s", "vs peer", "peak RSS")))
         print("goals: cold >= 5x the peer; warm >= 20,000 files/s")

@@ -85,7 +85,7 @@ def main() -> int:
                         print(f"{tool}: the result differs from the chain!", file=sys.stderr)
                         return 1
         q = median(times["qemu-img convert"])
-        rows = [(tool, f"{median(ts):.3f}", f"{median(ts) / q:.2f}", peak([warm[tool]])) for tool, ts in times.items()]
+        rows = [(tool, f"{median(ts):.3f}", f"{median(ts) / q:.2f}", peak(warm[tool])) for tool, ts in times.items()]
         print(f"merge a {size_text} chain (base {format_size(base.stat().st_size)}, child "
               f"{format_size(child.stat().st_size)}), median of {runs}")
         print(table(rows, ("tool", "seconds", "vs qemu-img convert", "peak RSS")))

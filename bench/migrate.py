@@ -11,8 +11,9 @@ the NBD export at a fixed rate, before, during and after the migration, and keep
 every run ends with `qemu-img compare` of the target against the shadow.
 
 Each tool runs with its defaults: QEMU's mirror in background mode (16 x 1 MiB in flight), vhdkit
-in background mode too (2 x 1 MiB in flight, 64 KiB grains; write-blocking when it stops converging). Phases: baseline 1 s, bulk (start -> ready),
-ready 1 s, switch (complete sent -> done; vhdkit's verification is left out of it), after 0.5 s.
+in background mode too (2 x 1 MiB in flight, 64 KiB grains; write-blocking when it stops
+converging). Phases: baseline 1 s, bulk (start -> ready), ready 1 s, switch (complete sent ->
+done; vhdkit's verification is left out of it), after 0.5 s.
 Columns: bulk s; switch ms (command -> done); the worst guest write overlapping the switch; guest
 write p99 (service time) per phase; bytes written to the target (the process's wchar minus the
 guest's own writes) / (the source's non-zero data + guest writes during the job); and whether the
@@ -36,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import hot_freed_memory, installed_vhdkit, median, table
+from _common import hot_freed_memory, installed_vhdkit, median, peak_rss, table
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "tests" / "copy" / "nbd_guest.py"
@@ -82,14 +83,6 @@ def fresh_copy(work: Path, fmt: str, source: str = "source") -> Path:
     src.unlink(missing_ok=True)
     subprocess.run(["cp", "--sparse=always", str(work / f"{source}.{fmt}"), str(src)], check=True)
     return src
-
-
-def peak_rss(pid: int) -> int:
-    """A live process's peak resident set (VmHWM, bytes): its own since exec, not the bench's."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def settle() -> None:

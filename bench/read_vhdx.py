@@ -101,7 +101,7 @@ def main() -> int:
     print(f"{'reader':<16}{'median s':>10}{'min s':>10}{'MiB/s':>10}{'peak RSS':>10}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:<16}{med:>10.3f}{min(ts):>10.3f}{size / med / 2**20:>10.0f}{peak([warm[name]]):>10}")
+        print(f"{name:<16}{med:>10.3f}{min(ts):>10.3f}{size / med / 2**20:>10.0f}{peak(warm[name]):>10}")
     ratio = statistics.median(times["vhdkit"]) / statistics.median(times["qemu-img→null"])
     print(f"ratio vhdkit / qemu-img→null: {ratio:.2f} (goal <= 1.0); "
           f"python start-up + import vhdkit alone: {startup:.3f} s")

@@ -108,7 +108,8 @@ def main() -> int:
     rows = []
     for name, ways in results.items():
         w, r = median(ways["write"]), median(ways["read"])
-        rows.append((name, f"{w:.0f}", f"{r:.0f}", f"{w / median(peer['write']):.0%}", f"{r / median(peer['read']):.0%}", mib(peaks[name])))
+        rows.append((name, f"{w:.0f}", f"{r:.0f}", f"{w / median(peer['write']):.0%}", f"{r / median(peer['read']):.0%}",
+                     mib(peaks[name])))
     print(f"sequential {args.size} over SMB 3.1.1 on loopback, 1 MiB requests, median of {args.runs} (MiB/s)")
     print(table(rows, ("path", "write", "read", "write vs smbprotocol", "read vs smbprotocol",
                        "peak RSS (this process)")))

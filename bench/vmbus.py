@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import median, mib, peak_rss, reset_peak_rss, table
+from _common import median, mib, peak_rss, reported_peak_rss, reset_peak_rss, table, under_gnu_time
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,26 +30,24 @@ from vhdkit.vmbus.channel import map_ring, two_processes  # noqa: E402
 
 
 def c_pair(exe: str, size: int, count: int) -> tuple[float, int]:
-    """(packets/s, the larger peak RSS of the C writer and reader in bytes). Each runs under GNU
-    time, which forks from its own small process: a child of this one would carry our RSS into its
-    ru_maxrss (bench/_common.timed says why)."""
+    """(packets/s, the larger peak RSS of the C writer and reader in bytes, by GNU time)."""
     fd, path = tempfile.mkstemp(prefix="vhdkit-ring-", dir="/dev/shm")
     os.close(fd)
     reports = [tempfile.NamedTemporaryFile("r", prefix="vhdkit-bench-rss-") for _ in range(2)]
     try:
         mapping, ring = map_ring(path, 1 << 20)
         start = time.perf_counter()
-        reader = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", reports[0].name, exe, "read", path, str(count)],
+        reader = subprocess.Popen(under_gnu_time([exe, "read", path, str(count)], reports[0].name),
                                   stdout=subprocess.PIPE, text=True)
-        writer = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", reports[1].name, exe, "write", path, str(count),
-                                 str(size)], capture_output=True, text=True)
+        writer = subprocess.run(under_gnu_time([exe, "write", path, str(count), str(size)], reports[1].name),
+                                capture_output=True, text=True)
         out, _ = reader.communicate()
         elapsed = time.perf_counter() - start
         if writer.returncode or reader.returncode or not out.startswith(f"ok {count}"):
             raise SystemExit(f"the C pair failed: {writer.stdout} {out}")
         del ring
         mapping.close()
-        return count / elapsed, max(int(r.read().split()[-1]) * 1024 for r in reports)
+        return count / elapsed, max(reported_peak_rss(r) for r in reports)
     finally:
         os.unlink(path)
         for r in reports:

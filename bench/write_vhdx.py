@@ -77,11 +77,11 @@ def main() -> int:
                 ours.append(timed([sys.executable, "-c", WRITER, str(image), str(plan_file)], rss=not run))
                 shutil.copyfile(empty, image)
                 theirs.append(timed(["qemu-io", "-f", "vhdx", str(image)], stdin=script.encode(), rss=not run))
-            rss = theirs.pop(0), ours.pop(0)
+            theirs_warm, ours_warm = theirs.pop(0), ours.pop(0)
             total = sum(n for _, n in plan)
             v, q = median(ours), median(theirs)
             rows.append((name, format_size(total), f"{total / q / MiB:.1f}", f"{total / v / MiB:.1f}",
-                         f"{q / v:.2f}", peak(rss[:1]), peak(rss[1:])))
+                         f"{q / v:.2f}", peak(theirs_warm), peak(ours_warm)))
     print(f"write throughput on a {format_size(size)} dynamic VHDX (32 MiB blocks, fresh each run), "
           f"median of {args.runs} runs, MiB/s over whole-process time")
     print(table(rows, ("workload", "bytes", "qemu-io", "vhdkit", "vhdkit/qemu-io", "peak RSS qemu-io", "vhdkit")))
