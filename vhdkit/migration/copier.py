@@ -66,10 +66,9 @@ class Copier:
         self._cursor = 0
         self._settling = False
         self._last_flush = 0.0
-        self.direct = False  # the target's store writes past the page cache
 
     def start(self) -> None:
-        self.direct = self.job.target.write_direct(True)
+        self.job.target.write_direct(True)
         for i in range(self.in_flight):
             worker = threading.Thread(target=self._work, name=f"vhdkit-mirror-{i}", daemon=True)
             worker.start()

@@ -11,8 +11,9 @@ target; when the guest dirties faster than the copy runs, the job notices within
 ``convergence_window`` and (``auto_switch``) turns itself into write-blocking. In
 **write-blocking** mode (Hyper-V's, ESX 5's, QEMU's active mirror) a write goes to the source and
 then synchronously to the target, so the dirty set only shrinks and the job always converges, at
-the price of the guest's write latency during the bulk pass (specs/migration.md, point 6). A guest write and a copy of the same grains
-never overlap (``RangeLock``), so nothing stale can reach the target.
+the price of the guest's write latency during the bulk pass (specs/migration.md, point 6). A
+guest write and a copy of the same grains never overlap (``RangeLock``), so nothing stale can
+reach the target.
 
 Errors follow a policy per side: "report" (fail the job), "retry" (mark the range dirty again,
 back off, fail after ``max_retries`` in a row) or "stop" (pause until ``resume()``). A failed or

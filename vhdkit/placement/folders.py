@@ -26,6 +26,13 @@ class Folders:
             base = f"{base.rstrip('/')}/{name}" if self.location.is_smb else os.path.join(base, name)
         return base
 
+    def split(self, path: str) -> tuple[str, str]:
+        """(folder, name) of ``path``: join's inverse."""
+        if self.location.is_smb:
+            folder, _, name = path.rstrip("/").rpartition("/")
+            return folder, name
+        return os.path.split(path)
+
     def _smb(self, path: str) -> tuple[str, dict[str, Any]]:
         from .locations import _share_root
 

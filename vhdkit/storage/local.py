@@ -228,14 +228,11 @@ class LocalStore(BaseStore):
                 self._direct_fd = -1
             return False
         if self._direct_fd < 0:
-            try:
-                self._direct_fd = os.open(f"/proc/self/fd/{self._fd}",
-                                          os.O_WRONLY | getattr(os, "O_DIRECT", 0) | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
+            if not hasattr(os, "O_DIRECT"):
                 return False
-            if not getattr(os, "O_DIRECT", 0):
-                os.close(self._direct_fd)
-                self._direct_fd = -1
+            try:
+                self._direct_fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+            except OSError:
                 return False
         return True
 

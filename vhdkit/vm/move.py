@@ -180,7 +180,7 @@ def _copy(vm: VmConfig, source_fs: Folders, files: dict[str, int], fs: Folders, 
     jobs: list[MirrorJob] = []
     try:
         for source, guest in running.items():  # the guests' disks: mirrored while they write
-            jobs.append(_start_job(guest, _there(fs, dest, vm.folder, source), job_options))
+            jobs.append(_start_job(guest, fs, _there(fs, dest, vm.folder, source), job_options))
             copied_files += 1
         if not jobs:
             return copied_files, copied, None
@@ -207,7 +207,7 @@ def _copy(vm: VmConfig, source_fs: Folders, files: dict[str, int], fs: Folders, 
     return copied_files, copied, pause
 
 
-def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> Any:
+def _start_job(guest: GuestDisk, fs: Folders, target_path: str, options: dict[str, Any]) -> Any:
     """A mirror job of ``guest``'s disk into a new image at ``target_path`` of the same kind and
     identity (the disk id Hyper-V and the disk's children know it by); the top of a chain becomes
     a new child of its copied parent (beside it, as at the source) and is mirrored shallowly."""
@@ -219,8 +219,7 @@ def _start_job(guest: GuestDisk, target_path: str, options: dict[str, Any]) -> A
     disk_id = uuid.UUID(info.disk_id) if info.disk_id else None
     if top.parent is not None:
         parent_name = top.parent.name.replace("\\", "/").rsplit("/", 1)[-1]
-        parent = target_path.rsplit("/", 1)[0] + "/" + parent_name if "://" in target_path \
-            else os.path.join(os.path.dirname(target_path), parent_name)
+        parent = fs.join(fs.split(target_path)[0], parent_name)
         target = create_target(target_path, format=info.format, parent=parent, disk_id=disk_id)
         shallow = True
     else:
@@ -351,8 +350,7 @@ def _finish(kind: str, fs: Folders, dest: str, journal: dict[str, Any], delete_s
     source = str(journal.get("source", ""))
     if delete_source and source:
         source_fs = Folders(Location(source))
-        parent, name = (source.rstrip("/").rsplit("/", 1) if is_url(source)
-                        else (os.path.dirname(source), os.path.basename(source)))
+        parent, name = source_fs.split(source)
         tombstone = source_fs.join(parent, f".{name}.vhdkit-deleting")
         if source_fs.kind(source) == "dir":
             source_fs.rename(source, tombstone)
