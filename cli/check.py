@@ -15,17 +15,17 @@ size-multiple=1MiB, max-size=2TiB, block-size=32MiB, logical-sector-size=512, no
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
 from vhdkit.ops.check import Report, check, check_folder, parse_rules, worst_exit_code
 
 from .options import add_force_share
+from .parsing import RAW_DESCRIPTION, Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("check", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("check", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="path or URL of an image; a folder: its images, and temporary files a killed run left")
     p.add_argument("--require", action="append", default=[], metavar="RULE", help="a rule the images must meet")
@@ -44,7 +44,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     texts = list(args.require) + (["azure"] if args.azure else [])
     try:
         rules = parse_rules(texts)

@@ -10,7 +10,6 @@ vhdkit writer has open is refused (the advisory lock every writer takes).
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from vhdkit.units import format_size
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
+from .parsing import Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -29,7 +29,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     report: Any = vhdkit.compact(args.image)
     if args.json:
         print(json.dumps(dict(report._asdict(), reclaimed=report.reclaimed, image=redact(args.image))))

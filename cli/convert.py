@@ -7,7 +7,6 @@ conversion removes its half-made target; the source is only ever read.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import vhdkit
@@ -17,12 +16,13 @@ from vhdkit.units import format_size
 
 from .create import _size
 from .options import add_allowed_parent_dirs, add_force_share
+from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("convert", help=help, description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RAW_DESCRIPTION)
     p.add_argument("source")
     add_allowed_parent_dirs(p)
     add_force_share(p)
@@ -43,7 +43,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     bar = ProgressBar(f"converting {redact(args.source)}")
     try:
         stats = vhdkit.convert(

@@ -6,8 +6,6 @@ PowerShell; a bare number is bytes. The size actually used is printed with its u
 
 from __future__ import annotations
 
-import argparse
-import uuid
 from typing import Any
 
 import vhdkit
@@ -15,18 +13,29 @@ from vhdkit import formats
 from vhdkit.units import format_size, parse_size
 
 from .info import render
+from .parsing import RAW_DESCRIPTION, Namespace, argument_error
 
 
 def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
+        raise argument_error(str(e)) from e
+
+
+def _uuid(text: str) -> Any:
+    """A GUID (uuid.UUID), the module loaded only when one is given."""
+    import uuid
+
+    return uuid.UUID(text)
+
+
+_uuid.__name__ = "UUID"  # argparse names the type in its message: "invalid UUID value: 'x'"
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("create", help=help, description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RAW_DESCRIPTION)
     p.add_argument("image", help="the file to create (or an fsspec URL)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--size", type=_size, help="virtual size: bytes or 16G, 60GiB, 512M ... (binary units)")
@@ -42,13 +51,13 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
                    help="a power of two; VHDX 1M-256M (default 32M, 2M for differencing), VHD default 2M")
     p.add_argument("--logical-sector-size", type=int, choices=[512, 4096], help="default 512")
     p.add_argument("--physical-sector-size", type=int, choices=[512, 4096], help="default 4096")
-    p.add_argument("--disk-id", type=uuid.UUID, help="the virtual disk id (default: a new random one)")
+    p.add_argument("--disk-id", type=_uuid, help="the virtual disk id (default: a new random one)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.add_argument("--json", action="store_true", help="print what was made as JSON")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     size = vhdkit.BLANK_SIZES[args.blank] if args.blank else args.size
     if size is None and args.parent is None:
         raise SystemExit("vhdkit create: error: give --size, --blank or --parent")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import vhdkit
@@ -11,6 +10,7 @@ from vhdkit.formats import NAMES as FORMATS
 from vhdkit.units import format_size
 
 from .options import add_allowed_parent_dirs, add_force_share
+from .parsing import Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -27,7 +27,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     options = dict(format=args.format, tolerate_checksum=args.force)
     parent_problem = None
     try:

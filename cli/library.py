@@ -12,7 +12,6 @@ The index lives in an SQLite file (--db; default ~/.local/share/vhdkit/library.s
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
@@ -24,14 +23,15 @@ from vhdkit.units import format_size, parse_size
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
+from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("library", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("library", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
-    def action(name: str, text: str) -> argparse.ArgumentParser:
+    def action(name: str, text: str) -> ParserSpec:
         a = actions.add_parser(name, help=text)
         a.add_argument("--db", default=None, help=f"the index (default {default_db()})")
         a.add_argument("--json", action="store_true", help="machine-readable output")
@@ -61,7 +61,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     init.set_defaults(run=_init)
 
 
-def _scan(args: argparse.Namespace) -> int:
+def _scan(args: Namespace) -> int:
     def progress(n: int, path: str) -> None:
         if sys.stderr.isatty():
             print(f"\r{n} images: {path[-60:]:<60}", end="", file=sys.stderr, flush=True)
@@ -78,7 +78,7 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: Namespace) -> int:
     with Library(args.db) as library:
         records = library.records(format=args.format, type=args.type, min_size=args.min_size, max_size=args.max_size,
                                   health=args.health, broken_parent=args.broken_parent, children_of=args.children_of)
@@ -98,7 +98,7 @@ def _line(r: ImageRecord) -> str:
     return f"{r.path}  {r.format or '?'} {r.type or '?'} {size}  [{health}]"
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: Namespace) -> int:
     with Library(args.db) as library:
         tree = list(library.tree(args.path))
     if not tree:
@@ -117,7 +117,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init(args: argparse.Namespace) -> int:
+def _init(args: Namespace) -> int:
     done = init_blank_disks(args.folder)
     if args.json:
         print(json.dumps([{"path": p, "state": s} for p, s in done]))

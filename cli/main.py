@@ -1,4 +1,4 @@
-"""Entry point: ``vhdkit COMMAND ...``. Each command module registers its own subparser.
+"""Entry point: ``vhdkit COMMAND ...``. Each command module describes its own options (cli/parsing.py).
 
 Only the command being run is imported and given its full parser; the others appear in the
 command list with their one-line help. Start-up is most of a small command's time, and it
@@ -7,16 +7,15 @@ should not grow with every command added.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import vhdkit
 from vhdkit.errors import VhdkitError
 
 from .options import apply_allowed_parent_dirs, apply_force_share
+from .parsing import Namespace, ParserSpec, fast_parse, to_argparse, version_requested
 
 #: command -> (one-line help, "module" or "module:function" in this package that registers it)
 COMMANDS = {
@@ -40,30 +39,9 @@ COMMANDS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser (and, as parser_class, each command's) whose help formatter is handed the
-    terminal's width. Left to find it, argparse imports shutil (and with it zlib, bz2 and lzma)
-    in every add_argument: about 4 ms of each command's start-up, for a help text rarely shown."""
-
-    def __init__(self, *args: Any, formatter_class: Any = argparse.HelpFormatter, **kwargs: Any) -> None:
-        super().__init__(*args, formatter_class=lambda prog: formatter_class(prog, width=_help_width()), **kwargs)
-
-
-def _help_width() -> int:
-    """What argparse would take: $COLUMNS, else the terminal's width, else 80; less 2."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return max(columns, 20) - 2
-
-
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``argv``, only the command it names is registered in full (None: all)."""
-    parser = _Parser(
+def build_parser(argv: Sequence[str] | None = None) -> ParserSpec:
+    """The parser; with ``argv``, only the command it names is described in full (None: all)."""
+    parser = ParserSpec(
         prog="vhdkit",
         description="Work with VHD and VHDX virtual disks: inspect, read, check, convert.",
     )
@@ -86,10 +64,23 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+def parse(argv: list[str]) -> Namespace:
+    """The options, read without argparse when the command line is ordinary (cli/parsing.py);
+    argparse prints the help, the version and every mistake, and exits."""
+    spec = build_parser(argv)
+    version = version_requested(spec, argv)
+    if version is not None:
+        print(version)
+        raise SystemExit(0)
+    args = fast_parse(spec, argv)
+    if args is None:
+        args = to_argparse(spec).parse_args(argv, namespace=Namespace())
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parse(argv)
     apply_allowed_parent_dirs(args)
     apply_force_share(args)
     try:

@@ -12,7 +12,6 @@ it afterwards (a VHDX parent says so, and they are refused rather than read wron
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from typing import Any
@@ -24,11 +23,12 @@ from vhdkit.units import format_size
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
+from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("merge", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("merge", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     p.add_argument("child", help="the differencing disk")
     add_allowed_parent_dirs(p)
     where = p.add_mutually_exclusive_group()
@@ -39,7 +39,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     if args.into:
         with vhdkit.open(args.child) as child:
             linked = child.parent.name if child.parent is not None else None

@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 the migration failed or was refused (the guest stays on th
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
@@ -23,11 +22,12 @@ from vhdkit import formats
 from vhdkit.migration.service import request
 from vhdkit.units import format_size
 
+from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("migrate", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("migrate", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     p.add_argument("--control", required=True, metavar="PATH", help="the control socket of vhdkit serve")
     p.add_argument("--to", metavar="TARGET", help="start a migration to this new image (path or smb:// URL)")
     p.add_argument("--format", choices=formats.NAMES, help="the target's format (default: by its name)")
@@ -47,7 +47,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     def ask(cmd: str, **fields: Any) -> dict[str, Any]:
         answer = request(args.control, cmd, **fields)
         if not answer.get("ok"):
@@ -93,7 +93,7 @@ def _preflight(target: str) -> bool:
     return report_problems(preflight.run([here, here], only=[15], transfer="live-storage", target=target))
 
 
-def _follow(args: argparse.Namespace, ask: Any) -> dict[str, Any]:
+def _follow(args: Namespace, ask: Any) -> dict[str, Any]:
     """Until ready (or ended), with a progress bar on a terminal."""
     bar = ProgressBar("migrating")
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
@@ -109,7 +109,7 @@ def _follow(args: argparse.Namespace, ask: Any) -> dict[str, Any]:
         bar.close()
 
 
-def _show(args: argparse.Namespace, job: dict[str, Any]) -> int:
+def _show(args: Namespace, job: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(job, indent=2))
         return 0 if job.get("state") not in ("failed",) else 1
@@ -127,7 +127,7 @@ def _show(args: argparse.Namespace, job: dict[str, Any]) -> int:
     return 1 if inner["state"] == "failed" else 0
 
 
-def _fail(args: argparse.Namespace, message: str) -> int:
+def _fail(args: Namespace, message: str) -> int:
     import sys
 
     print(f"vhdkit migrate: {message}", file=sys.stderr)

@@ -13,7 +13,6 @@ vhdkit/netvirt/loader.py for its form) and what the hosts do with it.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import json
 import sys
@@ -22,15 +21,17 @@ from typing import Any
 from vhdkit import netvirt
 from vhdkit.netvirt.model import format_mac
 
+from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
+
 EXIT_DROPPED = 3  # `reach`: the frame would be dropped (1 stays "error", 2 argparse's usage error)
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("netvirt", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("netvirt", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
-    def action(name: str, text: str) -> argparse.ArgumentParser:
+    def action(name: str, text: str) -> ParserSpec:
         a = actions.add_parser(name, help=text)
         a.add_argument("model", help="the model (.json or .toml)")
         a.add_argument("--json", action="store_true", help="machine-readable output")
@@ -55,7 +56,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     pcap.set_defaults(run=_pcap)
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: Namespace) -> int:
     fabric = netvirt.load(args.model)
     if args.json:
         print(json.dumps(netvirt.to_dict(fabric), indent=2))
@@ -72,7 +73,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(args: argparse.Namespace) -> int:
+def _records(args: Namespace) -> int:
     table = netvirt.lookup_table(netvirt.load(args.model))
     if args.json:
         print(json.dumps([r.as_dict() for r in table], indent=2))
@@ -85,7 +86,7 @@ def _records(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict(fabric: netvirt.Fabric, args: argparse.Namespace) -> tuple[netvirt.Verdict, str]:
+def _verdict(fabric: netvirt.Fabric, args: Namespace) -> tuple[netvirt.Verdict, str]:
     source = fabric.find_nic(args.source)
     try:
         destination_ca = str(ipaddress.ip_address(args.destination))
@@ -95,7 +96,7 @@ def _verdict(fabric: netvirt.Fabric, args: argparse.Namespace) -> tuple[netvirt.
     return netvirt.decide(fabric, source, destination_ca, source_ip=args.source_ip, source_mac=mac), destination_ca
 
 
-def _reach(args: argparse.Namespace) -> int:
+def _reach(args: Namespace) -> int:
     verdict, destination_ca = _verdict(netvirt.load(args.model), args)
     if args.json:
         print(json.dumps(dict(verdict.as_dict(), destination_ca=destination_ca)))
@@ -108,7 +109,7 @@ def _reach(args: argparse.Namespace) -> int:
     return 0 if verdict.delivered else EXIT_DROPPED
 
 
-def _move(args: argparse.Namespace) -> int:
+def _move(args: Namespace) -> int:
     fabric = netvirt.load(args.model)
     before = netvirt.lookup_table(fabric)
     fabric.move_vm(args.vm, args.host)
@@ -124,7 +125,7 @@ def _move(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pcap(args: argparse.Namespace) -> int:
+def _pcap(args: Namespace) -> int:
     fabric = netvirt.load(args.model)
     frames = []
     nics = list(fabric.nics())

@@ -7,13 +7,14 @@ credentials files the inventory names, never from the command line, and are neve
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from vhdkit.placement import choose, place, rate
 from vhdkit.placement.inventory import load_inventory
 from vhdkit.placement.planner import VmSpec
 from vhdkit.units import format_size
+
+from .parsing import Namespace
 
 
 def register_locations(sub: Any, help: str) -> None:  # noqa: A002
@@ -33,7 +34,7 @@ def register_place(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run_place)
 
 
-def run_locations(args: argparse.Namespace) -> int:
+def run_locations(args: Namespace) -> int:
     inventory = load_inventory(args.inventory)
     rows = []
     for location in inventory.locations:
@@ -58,7 +59,7 @@ def run_locations(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_place(args: argparse.Namespace) -> int:
+def run_place(args: Namespace) -> int:
     import json
 
     inventory = load_inventory(args.inventory)

@@ -12,17 +12,18 @@ nothing fails, 2 on a failure, 1 on warnings with --strict (specs/preflight.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any, Sequence
+
+from .parsing import RAW_DESCRIPTION, Namespace
 
 EXIT_OK, EXIT_WARNINGS, EXIT_FAILED = 0, 1, 2
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
     p = sub.add_parser("preflight", help=help, description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RAW_DESCRIPTION)
     p.add_argument("hosts", nargs="+", metavar="HOST.json", help="facts files: the source first ('collect' gathers)")
     p.add_argument("--vm", help="the VM to move (default: every VM the source lists)")
     p.add_argument("--type", dest="transfer", choices=("live", "live-vsm", "live-storage"), help="the transfer type")
@@ -46,7 +47,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     if args.hosts[0] == "collect":
         if len(args.hosts) > 1:
             raise SystemExit("vhdkit preflight collect takes options only")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return _check(args)
 
 
-def _collect(args: argparse.Namespace) -> int:
+def _collect(args: Namespace) -> int:
     if args.powershell:
         from vhdkit.preflight.hyperv import powershell_script
 
@@ -73,7 +74,7 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: Namespace) -> int:
     from vhdkit import preflight
 
     if len(args.hosts) < 2:

@@ -12,7 +12,6 @@ leaves the old size or the new one.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -21,10 +20,11 @@ from vhdkit.units import format_size
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
+from .parsing import RAW_DESCRIPTION, Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("resize", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("resize", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     p.add_argument("image", help="the disk to resize (path or URL)")
     add_allowed_parent_dirs(p)
     p.add_argument("--size", required=True, help="new size (60G, 2T, bytes) or a change (+10G, -1G)")
@@ -33,7 +33,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     with vhdkit.open(args.image) as disk:
         old = disk.size
     new = vhdkit.resize(args.image, args.size, force=args.force)

@@ -14,7 +14,6 @@ a "stop" request; the disk is flushed and closed on the way out.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from vhdkit.migration.service import DiskService
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
+from .parsing import Namespace, argument_error
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -49,11 +49,11 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argument_error(f"must be at least 1, not {value}")
     return value
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     if args.tls_allow and not args.tls_creds:
         raise SystemExit("vhdkit serve: --tls-allow needs --tls-creds")
     if not args.handshake_limit > 0:

@@ -4,10 +4,10 @@ was made against; the relative and absolute paths are rewritten, crash-safely (V
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from .options import add_allowed_parent_dirs
+from .parsing import Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -18,7 +18,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     from vhdkit.ops.reparent import set_parent
 
     relative, absolute = set_parent(args.child, args.parent)

@@ -5,9 +5,10 @@ and the network adapters with their switch. Nothing is written."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
+
+from .parsing import Namespace
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -46,7 +47,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     move.set_defaults(run=_move)
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: Namespace) -> int:
     from vhdkit.storage import redact
     from vhdkit.vm import load
 
@@ -77,7 +78,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: Namespace) -> int:
     from vhdkit.vm.runner import VmRunner
 
     from .serve import run_until_stopped
@@ -94,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _move(args: argparse.Namespace) -> int:
+def _move(args: Namespace) -> int:
     import os
     import socket
 
@@ -163,7 +164,7 @@ def _preflight(vm: Any, kind: str, to: str | None, facts_files: list[str]) -> bo
     return True
 
 
-def _event_printer(args: argparse.Namespace) -> Any:
+def _event_printer(args: Namespace) -> Any:
     """Events as JSON lines (--events), or a progress bar on a terminal: the files copied of the
     VM's total, then the mirrored disks summed, each disk's share after the figures."""
     from .progress import ProgressBar
@@ -186,7 +187,7 @@ def _event_printer(args: argparse.Namespace) -> Any:
     return on_event
 
 
-def _move_served(args: argparse.Namespace) -> int:
+def _move_served(args: Namespace) -> int:
     import os
 
     from vhdkit.migration.service import request

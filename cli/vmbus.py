@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 from vhdkit.errors import ChannelError
 from vhdkit.vmbus import sizing
 from vhdkit.vmbus.registry import adapter_key, reg_file
+
+from .parsing import RAW_DESCRIPTION, Namespace
 
 STANDARD_MB = (1, 2, 4)
 
@@ -64,7 +65,7 @@ def parse_buffer(text: str) -> int:
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
-    p = sub.add_parser("vmbus", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("vmbus", help=help, description=__doc__, formatter_class=RAW_DESCRIPTION)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     plan = actions.add_parser("plan", help="the buffer size a packet rate needs, and its .reg file")
@@ -93,7 +94,7 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     bench.set_defaults(run=_bench)
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _plan(args: Namespace) -> int:
     rate, quantum = parse_rate(args.rate), parse_duration_ns(args.quantum)
     need = sizing.plan_for_rate(rate, quantum, args.packet_buffer)
     standard = [sizing.plan_for_size(mb << 20, quantum, args.packet_buffer) for mb in STANDARD_MB]
@@ -121,7 +122,7 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(args: Namespace) -> int:
     rates = parse_rates(args.rate)
     quantum = parse_duration_ns(args.quantum)
     sizes = [parse_buffer(b) for b in args.buffer.split(",")]
@@ -148,7 +149,7 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: Namespace) -> int:
     from vhdkit.vmbus.channel import two_processes
 
     rows = []
