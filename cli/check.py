@@ -16,12 +16,15 @@ size-multiple=1MiB, max-size=2TiB, block-size=32MiB, logical-sector-size=512, no
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from vhdkit.ops.check import Report, check, check_folder, parse_rules, worst_exit_code
 
 from .options import add_force_share
 from .parsing import RAW_DESCRIPTION, Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

@@ -7,8 +7,6 @@ conversion removes its half-made target; the source is only ever read.
 
 from __future__ import annotations
 
-from typing import Any
-
 import vhdkit
 from vhdkit import formats
 from vhdkit.storage import redact
@@ -18,6 +16,10 @@ from .create import _size
 from .options import add_allowed_parent_dirs, add_force_share
 from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

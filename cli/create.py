@@ -6,14 +6,16 @@ PowerShell; a bare number is bytes. The size actually used is printed with its u
 
 from __future__ import annotations
 
-from typing import Any
-
 import vhdkit
 from vhdkit import formats
 from vhdkit.units import format_size, parse_size
 
 from .info import render
 from .parsing import RAW_DESCRIPTION, Namespace, argument_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _size(text: str) -> int:

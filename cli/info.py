@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import vhdkit
 from vhdkit.disk import DiskInfo
 from vhdkit.formats import NAMES as FORMATS
@@ -11,6 +9,10 @@ from vhdkit.units import format_size
 
 from .options import add_allowed_parent_dirs, add_force_share
 from .parsing import Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

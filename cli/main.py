@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
 
 import vhdkit
 from vhdkit.errors import VhdkitError
 
 from .options import apply_allowed_parent_dirs, apply_force_share
 from .parsing import Namespace, ParserSpec, fast_parse, to_argparse, version_requested
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 #: command -> (one-line help, "module" or "module:function" in this package that registers it)
 COMMANDS = {

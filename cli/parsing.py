@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 #: formatter_class=RAW_DESCRIPTION: the description is printed as written (argparse's
 #: RawDescriptionHelpFormatter), without making the commands import argparse to name it.

@@ -8,13 +8,10 @@ where the fast path answers, its answer must be argparse's. What it must leave t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any, Iterator
 
 import pytest
 
-import vhdkit
 from vhdkit_cli.main import COMMANDS, build_parser, main
 from vhdkit_cli.parsing import Argument, Namespace, ParserSpec, fast_parse, to_argparse
 
@@ -158,17 +155,3 @@ def test_actions_no_command_uses_yet_read_as_argparse_reads_them():
 
 def _argparse_of(spec: ParserSpec, argv: list[str]) -> Any:
     return to_argparse(spec).parse_args(argv, namespace=Namespace())
-
-
-def test_version_and_an_ordinary_command_load_no_argparse(tmp_path):
-    disk = tmp_path / "d.vhdx"
-    code = ("import sys\nfrom vhdkit_cli.main import main\n"
-            f"main(['create', {str(disk)!r}, '--size', '1G'])\nmain(['check', {str(disk)!r}])\n"
-            "print('argparse' in sys.modules)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[-1] == "False"
-    r = subprocess.run([sys.executable, "-c", "import sys\nfrom vhdkit_cli.main import main\ntry: main(['--version'])\n"
-                        "except SystemExit as e: print(e.code, 'argparse' in sys.modules)"],
-                       capture_output=True, text=True, cwd=tmp_path)
-    assert r.stdout.splitlines() == [f"vhdkit {vhdkit.__version__}", "0 False"], r.stdout

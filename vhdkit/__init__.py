@@ -13,7 +13,6 @@ migration, NBD, SMB, netvirt or vmbus code.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .disk import DiskInfo, Extent, ExtentState, RawDisk, VirtualDisk
@@ -34,7 +33,10 @@ from .errors import (
 )
 from .formats import FORMATS, Format
 
+TYPE_CHECKING = False  # typing is not loaded at run time (vhdkit/runtime_types.py says why)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .ops.check import check
     from .ops.convert import convert
     from .ops.create import BLANK_SIZES, create

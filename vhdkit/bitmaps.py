@@ -7,7 +7,10 @@ MSB-first. The helpers here work LSB-first; VHD code turns its bytes round with 
 
 from __future__ import annotations
 
-from typing import Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
+
 
 _ALL = 0xFFFFFFFFFFFFFFFF
 

@@ -18,11 +18,15 @@ import enum
 import functools
 import io
 import threading
-from typing import Any, Iterator, NamedTuple
 
 from .errors import ParentNotFoundError, ReadOnlyError
 from .formats import RAW
+from .runtime_types import NamedTuple
 from .storage import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 _ZEROS = bytes(1 << 20)
 

@@ -38,7 +38,10 @@ wrong type, an unknown option) raises ``ValueError`` or ``TypeError`` as the sta
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 class VhdkitError(Exception):

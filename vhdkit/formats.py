@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, NamedTuple, Protocol
+from .runtime_types import NamedTuple, Protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Readable(Protocol):

@@ -7,11 +7,14 @@ sparse; "fixed" reserves their space up front (fallocate), as a fixed VHD or VHD
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
 
 from .disk import ExtentState, RawDisk, VirtualDisk, is_zero
 from .errors import ReadOnlyError, ResizeRefusedError
 from .storage import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 DISK_TYPES = ("dynamic", "fixed")
 

@@ -41,13 +41,16 @@ from __future__ import annotations
 
 import struct
 import uuid
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
+
+    R = TypeVar("R", bound="Record")
+    B = TypeVar("B", bound="BitField")
 
 LITTLE = "<"
 BIG = ">"
-
-R = TypeVar("R", bound="Record")
-B = TypeVar("B", bound="BitField")
 
 
 class FieldType:

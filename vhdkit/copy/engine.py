@@ -16,10 +16,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable
 
 from ..disk import ExtentState, VirtualDisk
 from ..errors import CopyVerificationError, MigrationError, ParentNotFoundError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 DEFAULT_CHUNK = 1 << 20  # measured: 1 MiB buffers stay in cache; 4 MiB copies ~25% slower
 WRITEBACK_HINT_EVERY = 64 << 20

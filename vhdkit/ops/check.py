@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
 
 from .. import formats
 from ..errors import ImageInUseError, VhdkitError
@@ -23,6 +22,10 @@ from ..validation.policy import Rule, apply_rules, parse_rules
 from ..validation.report import ERROR, INCOMPLETE, LEAK, POLICY, WARNING, Finding, Report, worst_exit_code
 from .leftovers import stale_temporaries
 from .open import open_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 def check(target: str | os.PathLike[str] | Store, *, policy: Sequence[str] | Sequence[Rule] = (),

@@ -13,7 +13,6 @@ added space reads as zeros).
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
 
 from .. import formats
 from ..copy.engine import DEFAULT_CHUNK, CopyStats, ProgressCallback, copy_disk
@@ -22,6 +21,10 @@ from ..storage import is_url
 from ..units import MiB, align_up, format_size
 from .create import create, open_unpublished, plan_image, publish, refuse_existing, write_temporary
 from .open import open_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 AZURE_MAX_SIZE = 2040 << 30  # a VHD cannot be larger; Azure's own per-disk limits are lower still
 

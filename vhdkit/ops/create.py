@@ -11,7 +11,6 @@ import ntpath
 import os
 import posixpath
 import uuid
-from typing import Any, Callable
 
 from .. import formats
 from ..disk import VirtualDisk
@@ -21,6 +20,12 @@ from ..storage import Store, is_url, open_store
 from ..units import GiB
 from .leftovers import remove_stale_temporaries, temporary_name
 from .open import allowed_parent_dirs_for, folder_of, open_image, path_part
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Plan = tuple[Callable[..., None], dict[str, Any]]  # a format's writer and its arguments
 
 #: The blank disks VMM's library ships: "Blank Disk - Small" and "Blank Disk - Large".
 BLANK_SIZES = {"small": 16 * GiB, "large": 60 * GiB}
@@ -62,9 +67,6 @@ def create(
     # the parent named here is allowed for this open, wherever it is (later opens need allowing it)
     allowed = None if parent is None else [*allowed_parent_dirs_for(target), folder_of(parent)]
     return open_image(target, "r+", allowed_parent_dirs=allowed)
-
-
-Plan = tuple[Callable[..., None], dict[str, Any]]
 
 
 def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str | Format | None = None,  # noqa: A002

@@ -13,12 +13,16 @@ converted into a new image (built under a temporary name, then named), and the c
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple, Sequence
 
 from .. import formats
 from ..disk import ExtentState, VirtualDisk
 from ..errors import MergeRefusedError
+from ..runtime_types import NamedTuple
 from .open import allowed_parent_dirs_for, open_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 CHUNK = 1 << 20
 

@@ -21,13 +21,16 @@ import ntpath
 import os
 import posixpath
 import stat
-from typing import IO, Iterable, Sequence
 
 from .. import formats
 from ..disk import VirtualDisk
 from ..errors import ChainError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError
 from ..formats import Format
 from ..storage import FileObjectStore, Store, is_url, open_store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Iterable, Sequence
 
 MAX_CHAIN_DEPTH = 256
 ALLOWED_DIRS_ENV = "VHDKIT_ALLOWED_PARENT_DIRS"

@@ -6,11 +6,14 @@ through the format's crash-safe metadata path, never the data or the identities.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 from ..errors import RefusedError
 from .create import _parent_paths
 from .open import open_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 def set_parent(child: str | os.PathLike[str], parent: str | os.PathLike[str], *,

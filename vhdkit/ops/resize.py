@@ -7,13 +7,16 @@ this module opens the image for writing and hands it over.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 from .. import formats
 from ..disk import CompactReport
 from ..errors import ResizeRefusedError, UnsupportedFeatureError
 from ..units import parse_size
 from .open import open_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 def resize(target: str | os.PathLike[str], size: int | str, *, force: bool = False,

@@ -8,12 +8,15 @@ reader and writer threads) without a shared file position.
 from __future__ import annotations
 
 import os
-from typing import Iterator, Protocol, runtime_checkable
 
 from ..errors import ReadOnlyError, StorageError
+from ..runtime_types import Protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
-@runtime_checkable
 class Store(Protocol):
     """Positional byte I/O. ``url`` names the store for messages; ``writable`` says if pwrite works."""
 

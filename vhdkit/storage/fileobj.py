@@ -11,10 +11,13 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import Any
 
 from ..errors import StorageError
 from .base import BaseStore, _check_range
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FileObjectStore(BaseStore):

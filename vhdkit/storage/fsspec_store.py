@@ -8,10 +8,13 @@ store is read-only.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from ..errors import ImageNotFoundError, StorageError, UnsupportedFeatureError
 from .base import BaseStore, _check_range
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FsspecStore(BaseStore):

@@ -6,11 +6,14 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Any, Iterator
 
 from ..errors import ImageInUseError, ImageNotFoundError, StorageError
 from .base import BaseStore, _check_range
 from .locks import FORCE_SHARE_ENV, Access, ImageLock, lock_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 # fallocate(2) modes (linux/falloc.h); Python's os module exposes only posix_fallocate.
 _FALLOC_FL_KEEP_SIZE = 0x01

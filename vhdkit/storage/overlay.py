@@ -12,9 +12,12 @@ to the base store.
 from __future__ import annotations
 
 import bisect
-from typing import Iterator
 
 from .base import BaseStore, Store, _check_range
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class OverlayStore(BaseStore):

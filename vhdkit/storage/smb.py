@@ -20,10 +20,13 @@ import contextlib
 import os
 import struct
 import threading
-from typing import Any, Iterator
 
 from ..errors import ImageExistsError, ImageInUseError, ImageNotFoundError, StorageError
 from .base import BaseStore, _check_range, redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 CHUNK = 1 << 20
 DEFAULT_PORT = 445

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
-from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
 from ..disk import VirtualDisk
+from ..errors import CorruptImageError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError, VhdkitError
 from .report import ERROR, INCOMPLETE, Report
 from .space import SpaceMap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 def error_from(report: Report, error: VhdkitError, structure: str) -> None:

@@ -8,11 +8,14 @@ specs/vhd.md records).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from ..formats import NAMES
+from ..runtime_types import NamedTuple
 from ..units import GiB, format_size, parse_size
 from .report import POLICY, Report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 AZURE_MAX_SIZE = 1023 * GiB
 AZURE = ("format=vhd", "type=fixed", "size-multiple=1MiB", f"max-size={AZURE_MAX_SIZE}")

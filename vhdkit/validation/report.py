@@ -19,8 +19,12 @@ unless the check is ``strict``: then they count as corruption.
 """
 
 from __future__ import annotations
+from ..runtime_types import NamedTuple
 
-from typing import Any, NamedTuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 ERROR = "error"  # the image is corrupt
 LEAK = "leak"  # space in the file that nothing references; data is intact

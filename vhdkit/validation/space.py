@@ -6,8 +6,11 @@ allocated ones, not a comparison per pair.
 """
 
 from __future__ import annotations
+from ..runtime_types import NamedTuple
 
-from typing import Iterator, NamedTuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class Claim(NamedTuple):

@@ -10,7 +10,6 @@ another structure. A whole unreferenced block inside the file is a leak.
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 from ..disk import VirtualDisk
 from ..errors import VhdkitError
@@ -18,10 +17,14 @@ from ..storage import Borrowed, Store, open_store
 from ..units import format_size
 from ..vhd import layout as L
 from ..vhd.image import VhdDisk, parse_footer
+from .common import check_parent, error_from, report_overlaps
 from .repair import trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
-from .common import check_parent, error_from, report_overlaps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 def check_vhd(store: Store, report: Report, open_parent: Callable[[], VirtualDisk] | None = None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Callable, Iterator
 
 from ..disk import VirtualDisk
 from ..errors import VhdkitError
@@ -26,6 +25,10 @@ from .common import check_parent, error_from, report_overlaps
 from .repair import cut_trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 _PRESENT = (L.PayloadBlockState.FULLY_PRESENT, L.PayloadBlockState.PARTIALLY_PRESENT)
 _VALID_PAYLOAD_STATES = (L.PayloadBlockState.NOT_PRESENT, L.PayloadBlockState.UNDEFINED, L.PayloadBlockState.ZERO,

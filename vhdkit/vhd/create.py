@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from typing import Any, Callable, NamedTuple
 
 from .._version import __version__
 from ..disk import VirtualDisk, child_size
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import align_up
 from . import layout as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 DISK_TYPES = ("dynamic", "fixed", "differencing")
 

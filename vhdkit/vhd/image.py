@@ -16,15 +16,20 @@ import sys
 import threading
 import uuid
 from array import array
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable
 
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, RefusedError, UnsupportedFeatureError
 from ..formats import VHD
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import align_up, is_power_of_two
 from . import layout as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 ParentResolver = Callable[["VhdDisk"], VirtualDisk]
 

@@ -26,12 +26,16 @@ import bisect
 import itertools
 import ntpath
 from array import array
-from typing import Any, Protocol
 
 from ..errors import RefusedError
+from ..runtime_types import Protocol
 from ..storage import Store
 from ..units import align_up
 from . import layout as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Differencing(Protocol):

@@ -14,12 +14,16 @@ import threading
 import weakref
 from array import array
 from collections import OrderedDict
-from typing import Iterator, NamedTuple
 
 from ..errors import CorruptImageError
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import MiB, ceil_div
 from . import layout as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class BatGeometry(NamedTuple):

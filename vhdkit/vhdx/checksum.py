@@ -7,12 +7,17 @@ structure that has one) taken as zero ([MS-VHDX] 2.2.2, 2.2.3.1, 2.3.1.1).
 from __future__ import annotations
 
 import struct
-from typing import TypeVar
 
 import crcmod.predefined
 
 from ..errors import CorruptImageError
 from ..structs import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    R = TypeVar("R", bound=Record)
 
 _crc32c = crcmod.predefined.mkCrcFun("crc-32c")
 _ZERO4 = b"\0\0\0\0"
@@ -40,9 +45,6 @@ def with_checksum(data: bytes | bytearray, field_offset: int = 4) -> bytes:
     buf[field_offset : field_offset + 4] = _ZERO4
     struct.pack_into("<I", buf, field_offset, crc32c(buf))
     return bytes(buf)
-
-
-R = TypeVar("R", bound=Record)
 
 
 def parse(structure: type[R], data: bytes | memoryview, name: str, offset: int) -> R:

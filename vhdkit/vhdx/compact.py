@@ -15,9 +15,8 @@ opens it for writing, so the advisory lock every vhdkit writer takes keeps it fr
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..disk import CompactReport, StoredZeros
+from ..runtime_types import NamedTuple
 from ..units import MiB, align_up
 from . import layout as L
 from .bat import decode_entry, encode_entry

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import uuid
 from array import array
-from typing import Any, Callable, NamedTuple
 
 from .._version import CREATOR
 from ..disk import VirtualDisk, child_size
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import MiB, align_up, is_power_of_two
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
 from .checksum import with_checksum
 from .metadata import build_parent_locator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 LOG_OFFSET = 1 * MiB
 LOG_LENGTH = 1 * MiB

@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..errors import CorruptImageError, UnsupportedFeatureError
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from . import layout as L
 from .checksum import crc32c_with_zeroed_field, parse, stored_checksum, with_checksum

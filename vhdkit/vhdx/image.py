@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable
 
+from ..bitmaps import bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, RefusedError
 from ..formats import VHDX
@@ -18,12 +19,15 @@ from ..storage import Store
 from ..units import align_up
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable
-from ..bitmaps import bitmap_runs, set_bits
 from .headers import HeaderSelection, VhdxHeader, read_creator, select_current_header, write_updated_header
 from .log import LogReader, LogReplay, describe, replay_in_memory, replay_sequence, validate_sequence
 from .metadata import Metadata, ParentLocator, build_parent_locator, read_metadata
 from .regions import RegionTableSelection, read_region_tables
 from .session import Transaction, UnpublishedSession, WriteSession
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
 ParentResolver = Callable[["VhdxDisk"], VirtualDisk]

@@ -12,14 +12,18 @@ or an OverlayStore for a read-only open, which leaves the file untouched.
 from __future__ import annotations
 
 import uuid
-from typing import Iterator, NamedTuple
 
 from ..errors import CorruptImageError
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import ceil_div
 from . import layout as L
 from .checksum import crc32c_with_zeroed_field, parse, stored_checksum, with_checksum
 from .headers import VhdxHeader
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 # A file offset beyond this in a log entry is nonsense: the largest VHDX (64 TiB of payload plus
 # its BAT and bitmaps) fits well below it.

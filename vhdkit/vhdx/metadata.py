@@ -7,9 +7,9 @@ parameters, size, id, logical, physical), so nothing here depends on order.
 from __future__ import annotations
 
 import uuid
-from typing import NamedTuple
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
+from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import is_power_of_two
 from . import layout as L

@@ -27,8 +27,8 @@ from ..units import MiB, align_up, format_size
 from . import layout as L
 from .bat import BatGeometry, BlockAllocationTable, decode_entry, encode_entry
 from .checksum import with_checksum
-from .regions import read_region_tables
 from .image import VhdxDisk
+from .regions import read_region_tables
 from .session import Transaction
 
 def resize(disk: VhdxDisk, new_size: int, *, force: bool = False) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Protocol
 
+from ..runtime_types import Protocol
 from ..storage import Store
 from . import layout as L
 from .bat import BlockAllocationTable
