@@ -219,6 +219,19 @@ def _resident_pages(path, length: int) -> list[bool]:
     return [bool(v & 1) for v in vec]
 
 
+def _page_aligned_copy(data: bytes) -> memoryview:
+    """``data`` in page-aligned memory from posix_memalign(3): aligned, but no mmap object."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pointer = ctypes.c_void_p()
+    assert libc.posix_memalign(ctypes.byref(pointer), mmap.PAGESIZE, len(data)) == 0
+    buffer = (ctypes.c_char * len(data)).from_address(pointer.value)  # freed with the process: a test
+    buffer[:] = data
+    return memoryview(buffer).cast("B")
+
+
 def test_write_direct_takes_aligned_pages_past_the_cache_and_the_rest_through_it(tmp_path):
     import mmap
 
@@ -231,15 +244,17 @@ def test_write_direct_takes_aligned_pages_past_the_cache_and_the_rest_through_it
     aligned = mmap.mmap(-1, MiB)
     aligned.write(os.urandom(MiB))
     unaligned = os.urandom(MiB)
-    store.truncate(4 * MiB)
+    store.truncate(5 * MiB)
     store.pwrite(0, memoryview(aligned))  # page-aligned memory, offset, length: past the cache
     store.pwrite(MiB, unaligned)  # bytes: the page cache takes it
     store.pwrite(2 * MiB + 512, unaligned[:4096])  # an offset off the page: the page cache too
+    # page-aligned memory that is not an mmap's (as a bytes object may be by chance): the cache too
+    store.pwrite(4 * MiB, _page_aligned_copy(unaligned))
     store.write_direct(False)
     store.pwrite(3 * MiB, memoryview(aligned))  # turned off: through the cache again
-    resident = _resident_pages(path, 4 * MiB)
-    per_mib = [sum(resident[i * 256:(i + 1) * 256]) for i in range(4)]
-    assert per_mib[0] == 0 and per_mib[1] == 256 and per_mib[2] >= 1 and per_mib[3] == 256, per_mib
+    resident = _resident_pages(path, 5 * MiB)
+    per_mib = [sum(resident[i * 256:(i + 1) * 256]) for i in range(5)]
+    assert per_mib == [0, 256, per_mib[2], 256, 256] and per_mib[2] >= 1, per_mib
     got = bytearray(4 * MiB)
     assert store.preadinto(0, memoryview(got)) == 4 * MiB
     assert got[:MiB] == aligned[:] and got[MiB:2 * MiB] == unaligned

@@ -77,6 +77,7 @@ class LocalStore(BaseStore):
         self.path = os.fspath(path)
         self._lock: ImageLock | None = None
         self._direct_fd = -1  # the same file opened O_DIRECT, while write_direct(True)
+        self._direct_memory: type | tuple[type, ...] = ()  # what memory may go that way: mmap's
         self.url = self.path
         self.writable = writable or create
         flags = os.O_RDWR if self.writable else os.O_RDONLY
@@ -133,7 +134,8 @@ class LocalStore(BaseStore):
         self._require_writable()
         _check_range(offset, len(data))
         view = memoryview(data).cast("B")
-        if self._direct_fd >= 0 and not (offset | len(view)) & (_DIRECT_ALIGNMENT - 1) and view:
+        if (self._direct_fd >= 0 and not (offset | len(view)) & (_DIRECT_ALIGNMENT - 1) and view
+                and isinstance(view.obj, self._direct_memory)):
             try:
                 if os.pwrite(self._direct_fd, view, offset) == len(view):
                     return len(view)
@@ -233,6 +235,9 @@ class LocalStore(BaseStore):
         if self._direct_fd < 0:
             if not hasattr(os, "O_DIRECT"):
                 return False
+            import mmap  # only an mmap's memory: a bytes object is page-aligned by chance, and the
+            # device may take 512-byte-aligned memory past the cache too (virtio-blk does)
+            self._direct_memory = mmap.mmap
             try:
                 self._direct_fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
             except OSError:
