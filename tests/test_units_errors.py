@@ -22,6 +22,38 @@ def test_parse_size_rejects_nonsense(text):
         parse_size(text)
 
 
+def _size_by_pattern(text: str) -> int | None:
+    """The grammar parse_size reads by hand, as a regular expression: the oracle below."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*", text, re.IGNORECASE)
+    if match is None:
+        return None
+    number, prefix, _ = match.groups()
+    whole, _, fraction = number.partition(".")
+    scaled = int(whole + fraction) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+                                      "p": 1 << 50}[prefix.lower()]
+    return scaled // 10 ** len(fraction) if scaled % 10 ** len(fraction) == 0 else None
+
+
+def test_parse_size_reads_exactly_the_documented_grammar():
+    import itertools
+
+    parts = ["", " ", "1", "60", "1.5", ".5", "5.", "0.25", "k", "M", "g", "T", "p", "x", "b", "iB", "IB", "i", "-",
+             "\t", "٣"]
+    tried = 0
+    for pieces in itertools.product(parts, repeat=3):
+        text = "".join(pieces)
+        expected = _size_by_pattern(text)
+        try:
+            got: int | None = parse_size(text)
+        except ValueError:
+            got = None
+        assert got == expected, repr(text)
+        tried += 1
+    assert tried == len(parts) ** 3
+
+
 def test_format_size_names_the_unit():
     assert format_size(60 * GiB) == "60 GiB"
     assert format_size(3 * MiB // 2) == "1.5 MiB"

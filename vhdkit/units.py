@@ -6,16 +6,13 @@ Sizes are binary, as in qemu-img and Hyper-V's cmdlets: ``60G``, ``60GB`` and ``
 
 from __future__ import annotations
 
-import re
-
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 TiB = 1 << 40
 PiB = 1 << 50
 
-_SUFFIXES = {"": 1, "b": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": PiB}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
+_PREFIXES = {"k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": PiB}
 
 
 def parse_size(text: str | int) -> int:
@@ -27,17 +24,21 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ValueError(f"size must not be negative: {text}")
         return text
-    match = _SIZE_RE.match(text)
-    if not match:
+    # NUMBER [spaces] [k|m|g|t|p] [b|ib], any case, spaces around (read by hand: re costs start-up)
+    rest = text.strip().lower()
+    rest = rest[:-2] if rest.endswith("ib") else rest[:-1] if rest.endswith("b") else rest
+    multiplier = 1
+    if rest[-1:] in _PREFIXES:
+        multiplier, rest = _PREFIXES[rest[-1]], rest[:-1]
+    number = rest.rstrip()
+    whole, dot, fraction = number.partition(".")
+    if not whole.isdecimal() or (dot and not fraction.isdecimal()):
         raise ValueError(
             f"not a size: {text!r} (use bytes or a binary unit: 512, 64K, 60G, 16GiB)"
         )
-    number, prefix, _ = match.groups()
-    multiplier = _SUFFIXES[prefix.lower()]
-    if "." in number:
-        whole, frac = number.split(".")
-        numerator = int(whole + frac) * multiplier
-        denominator = 10 ** len(frac)
+    if dot:
+        numerator = int(whole + fraction) * multiplier
+        denominator = 10 ** len(fraction)
         if numerator % denominator:
             raise ValueError(f"{text!r} is not a whole number of bytes")
         return numerator // denominator
