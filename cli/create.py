@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import vhdkit
 from vhdkit import formats
+from vhdkit.guid import Guid
 from vhdkit.units import format_size, parse_size
 
 from .info import render
@@ -25,11 +26,8 @@ def _size(text: str) -> int:
         raise argument_error(str(e)) from e
 
 
-def _uuid(text: str) -> Any:
-    """A GUID (uuid.UUID), the module loaded only when one is given."""
-    import uuid
-
-    return uuid.UUID(text)
+def _uuid(text: str) -> Guid:
+    return Guid(text)
 
 
 _uuid.__name__ = "UUID"  # argparse names the type in its message: "invalid UUID value: 'x'"

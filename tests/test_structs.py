@@ -50,7 +50,7 @@ def test_layout_matches_the_struct_module_byte_for_byte():
 
 def test_the_microsoft_guid_byte_order():
     # [MS-VHDX] 2.6.2: the BAT region GUID as it lies on disk
-    assert vhdx_layout.Guid.build(GUID) == bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
+    assert vhdx_layout.GuidItem.build(GUID) == bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
 
 
 @pytest.mark.parametrize("bad", [

@@ -6,10 +6,10 @@ sparse; "fixed" reserves their space up front (fallocate), as a fixed VHD or VHD
 
 from __future__ import annotations
 
-import uuid
 
 from .disk import ExtentState, RawDisk, VirtualDisk, is_zero
 from .errors import ReadOnlyError, ResizeRefusedError
+from .guid import Guid
 from .storage import Store
 
 TYPE_CHECKING = False
@@ -22,7 +22,7 @@ DISK_TYPES = ("dynamic", "fixed")
 def plan_new(target: object, size: int | None, *, disk_type: str, block_size: int | None = None,
              logical_sector_size: int | None = None, physical_sector_size: int | None = None,
              parent: VirtualDisk | None = None, parent_paths: tuple[str, str | None] | None = None,
-             disk_id: uuid.UUID | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
+             disk_id: Guid | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
     """How ``write_new_raw`` will make the image (ValueError if a raw image cannot be that)."""
     if disk_type not in DISK_TYPES or parent is not None:
         raise ValueError("a raw image is dynamic (sparse) or fixed (reserved); it has no parent")

@@ -7,7 +7,7 @@ in its field order, and gives typed attribute access::
     class Header(Record, byte_order=LITTLE):     # [MS-VHDX] 2.2.2
         signature: bytes = Bytes(4)
         checksum: int = U32
-        log_guid: uuid.UUID = GUID_LE
+        log_guid: Guid = GUID_LE
         ...
 
     h = Header.parse(raw)                         # h.checksum is an int
@@ -40,7 +40,8 @@ raises ValueError otherwise; every field value is the bytes' plain meaning. Chec
 from __future__ import annotations
 
 import struct
-import uuid
+
+from .guid import Guid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,12 +82,12 @@ def Bytes(n: int) -> Any:  # noqa: N802 - reads like a type in declarations
     return FieldType(f"{n}s", n, None, exact)
 
 
-def _guid_le_encode(value: uuid.UUID) -> bytes:
+def _guid_le_encode(value: Guid) -> bytes:
     return value.bytes_le
 
 
 #: A GUID as Microsoft stores it: the first three groups little-endian ("mixed-endian").
-GUID_LE: Any = FieldType("16s", 16, lambda raw: uuid.UUID(bytes_le=raw), _guid_le_encode)
+GUID_LE: Any = FieldType("16s", 16, lambda raw: Guid(bytes_le=raw), _guid_le_encode)
 
 
 def Array(count: int, item: type[Record]) -> Any:  # noqa: N802

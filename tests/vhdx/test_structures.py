@@ -88,5 +88,5 @@ def test_parent_locator_header_and_entry():
 
 def test_guids_are_mixed_endian():
     guid = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
-    assert L.Guid.build(guid) == bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
-    assert L.Guid.parse(bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")) == guid
+    assert L.GuidItem.build(guid) == bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
+    assert L.GuidItem.parse(bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")) == guid

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ntpath
 import os
 import posixpath
-import uuid
 
 from .. import formats
 from ..disk import VirtualDisk
 from ..errors import ImageExistsError
 from ..formats import VHDX, Format
+from ..guid import Guid
 from ..storage import Store, is_url, open_store
 from ..units import GiB
 from .leftovers import remove_stale_temporaries, temporary_name
@@ -41,7 +41,7 @@ def create(
     logical_sector_size: int | None = None,
     physical_sector_size: int | None = None,
     parent: str | os.PathLike[str] | None = None,
-    disk_id: uuid.UUID | None = None,
+    disk_id: Guid | None = None,
     overwrite: bool = False,
 ) -> VirtualDisk:
     """Create an image and return it opened read-write.
@@ -72,7 +72,7 @@ def create(
 def plan_image(target: str | os.PathLike[str], size: int | None, *, format: str | Format | None = None,  # noqa: A002
                type: str | None = None, block_size: int | None = None,  # noqa: A002
                logical_sector_size: int | None = None, physical_sector_size: int | None = None,
-               parent: str | os.PathLike[str] | None = None, disk_id: uuid.UUID | None = None) -> Plan:
+               parent: str | os.PathLike[str] | None = None, disk_id: Guid | None = None) -> Plan:
     """Check the parameters and say how the image will be written (ValueError if it cannot be)."""
     fmt = formats.for_target(_local_path(target), format, default=VHDX)
     disk_type = type or ("differencing" if parent is not None else "dynamic")
@@ -152,10 +152,12 @@ def open_unpublished(temp: str, format: str | Format) -> VirtualDisk:  # noqa: A
 
 
 def _local_path(target: str | os.PathLike[str]) -> str:
-    from urllib.parse import urlsplit
-
     text = os.fspath(target)
-    return urlsplit(text).path if text.startswith("file://") else text
+    if not text.startswith("file://"):
+        return text
+    from urllib.parse import urlsplit  # only here: it loads ipaddress
+
+    return urlsplit(text).path
 
 
 def _create_at_url(url: str, overwrite: bool, writer: Callable[..., None], options: dict[str, Any]) -> None:

@@ -12,11 +12,11 @@ all see CurrentSize.
 
 from __future__ import annotations
 
-import datetime as _dt
-import uuid
+import time
 
 from .._version import __version__
 from ..disk import VirtualDisk, child_size
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import align_up
@@ -42,7 +42,7 @@ def _creator_version() -> int:
 
 
 def timestamp_now() -> int:
-    return int((_dt.datetime.now(_dt.timezone.utc) - L.EPOCH).total_seconds())
+    return int(time.time()) - L.EPOCH_UNIX_SECONDS
 
 
 def build_footer(size: int, disk_type: int, data_offset: int, unique_id: bytes) -> bytes:
@@ -78,12 +78,12 @@ def new_file_size(size: int, disk_type: str = "dynamic", block_size: int = L.DEF
 
 
 def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = L.DEFAULT_BLOCK_SIZE,
-                  disk_id: uuid.UUID | None = None, parent: VhdParentLink | None = None) -> None:
+                  disk_id: Guid | None = None, parent: VhdParentLink | None = None) -> None:
     """Write a complete new VHD into an empty ``store`` (the caller flushes)."""
     check_parameters(size, disk_type, block_size)
     if (disk_type == "differencing") != (parent is not None):
         raise ValueError("a differencing disk needs a parent, and only a differencing disk has one")
-    unique_id = (disk_id or uuid.uuid4()).bytes
+    unique_id = (disk_id or Guid.random()).bytes
     if disk_type == "fixed":
         # reserve first, then extend: a server reserves only what lies beyond the end of file
         preallocate = getattr(store, "preallocate", None)
@@ -124,7 +124,7 @@ def write_new_vhd(store: Store, *, size: int, disk_type: str = "dynamic", block_
 def plan_new(target: object, size: int | None, *, disk_type: str, block_size: int | None = None,
              logical_sector_size: int | None = None, physical_sector_size: int | None = None,
              parent: VirtualDisk | None = None, parent_paths: tuple[str, str | None] | None = None,
-             disk_id: uuid.UUID | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
+             disk_id: Guid | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
     """How ``write_new_vhd`` will make the image the caller asks for (ValueError if it cannot).
 
     ``parent`` is the open parent of a differencing disk and ``parent_paths`` the (relative,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 import sys
 import threading
-import uuid
 from array import array
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, RefusedError, UnsupportedFeatureError
 from ..formats import VHD
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import align_up, is_power_of_two
@@ -169,8 +169,8 @@ class VhdDisk(VirtualDisk):
         return L.DiskType(self.footer.disk_type).spec_name
 
     @property
-    def unique_id(self) -> uuid.UUID:
-        return uuid.UUID(bytes=bytes(self.footer.unique_id))
+    def unique_id(self) -> Guid:
+        return Guid(bytes=bytes(self.footer.unique_id))
 
     @property
     def differencing(self) -> bool:
@@ -203,8 +203,8 @@ class VhdDisk(VirtualDisk):
         return bytes(self.header.parent_unicode_name).decode("utf-16-be", errors="replace").rstrip("\0") or None
 
     @property
-    def parent_unique_id(self) -> uuid.UUID | None:
-        return uuid.UUID(bytes=bytes(self.header.parent_unique_id)) if self.header is not None else None
+    def parent_unique_id(self) -> Guid | None:
+        return Guid(bytes=bytes(self.header.parent_unique_id)) if self.header is not None else None
 
     def parent_paths(self) -> list[tuple[str, str]]:
         """(kind, path) to try for the parent: relative (W2ru) first, then absolute (W2ku)."""

@@ -1,13 +1,12 @@
 """Every VHD on-disk structure, declared once (Microsoft "Virtual Hard Disk Image Format
 Specification" v1.0, 2006; libvhdi's format notes). All integers big-endian.
 
-Unique ids are shown as big-endian UUIDs (``uuid.UUID(bytes=...)``), as libvhdi shows them; they
+Unique ids are shown as big-endian UUIDs (``Guid(bytes=...)``), as libvhdi shows them; they
 are compared as raw bytes. Never ``.compile()`` these structs: they parse untrusted input.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import enum
 
 from ..structs import BIG, U8, U16, U32, U64, Array, Bytes, Record
@@ -109,7 +108,7 @@ DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024  # the only size every Microsoft parser han
 MAX_TABLE_ENTRIES = 1 << 22  # 2040 GiB / 512 KiB: far beyond any real VHD
 MAX_SIZE = 2040 * (1 << 30)  # qemu's VHD_MAX_SECTORS (0xFF000000) in bytes, rounded as qemu does
 
-EPOCH = _dt.datetime(2000, 1, 1, tzinfo=_dt.timezone.utc)
+EPOCH_UNIX_SECONDS = 946_684_800  # time stamps count seconds from 2000-01-01 00:00:00 UTC; this is it in Unix time
 
 
 def checksum(data: bytes | bytearray, field_offset: int) -> int:

@@ -14,11 +14,11 @@ after the BAT, and its space reserved with fallocate (not written: it reads as z
 
 from __future__ import annotations
 
-import uuid
 from array import array
 
 from .._version import CREATOR
 from ..disk import VirtualDisk, child_size
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import MiB, align_up, is_power_of_two
@@ -44,7 +44,7 @@ DISK_TYPES = ("dynamic", "fixed", "differencing")
 class ParentLink(NamedTuple):
     """What a differencing disk records of its parent (2.6.2.6.3)."""
 
-    data_write_guid: uuid.UUID
+    data_write_guid: Guid
     relative_path: str  # Windows style, relative to the child's folder: ".\\base.vhdx"
     absolute_path: str | None = None
 
@@ -82,7 +82,7 @@ def _creator(text: str) -> bytes:
 
 
 def _metadata_region(size: int, disk_type: str, block_size: int, logical: int, physical: int,
-                     disk_id: uuid.UUID, parent: ParentLink | None) -> bytes:
+                     disk_id: Guid, parent: ParentLink | None) -> bytes:
     """The metadata table and its items, Hyper-V's order, packed from 64 KiB (2.6)."""
     flags = (L.FileParametersFlags.LEAVE_BLOCK_ALLOCATED if disk_type == "fixed" else 0) | (
         L.FileParametersFlags.HAS_PARENT if parent else 0)
@@ -131,7 +131,7 @@ def new_file_size(size: int, disk_type: str = "dynamic", block_size: int = DEFAU
 
 def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block_size: int = DEFAULT_BLOCK_SIZE,
                    logical_sector_size: int = 512, physical_sector_size: int = 4096,
-                   disk_id: uuid.UUID | None = None, parent: ParentLink | None = None,
+                   disk_id: Guid | None = None, parent: ParentLink | None = None,
                    creator: str = "vhdkit") -> None:
     """Write a complete new VHDX into an empty ``store`` (the caller flushes)."""
     check_parameters(size, disk_type, block_size, logical_sector_size, physical_sector_size)
@@ -144,7 +144,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
 
     store.pwrite(0, L.FileIdentifier.build(dict(signature=L.FILE_IDENTIFIER_SIGNATURE, creator=_creator(creator))))
     store.pwrite(METADATA_OFFSET, _metadata_region(size, disk_type, block_size, logical_sector_size,
-                                                   physical_sector_size, disk_id or uuid.uuid4(), parent))
+                                                   physical_sector_size, disk_id or Guid.random(), parent))
     if disk_type == "fixed":
         bat = BlockAllocationTable(geometry, array("Q", bytes(geometry.entry_count * 8)), BAT_OFFSET)
         for block in range(geometry.data_blocks):
@@ -160,8 +160,8 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
     if store.size() < file_size:
         store.truncate(file_size)
     # Headers last: until they are written, the file is not a VHDX to any reader.
-    data_write_guid = uuid.uuid4()
-    file_write_guid = uuid.uuid4()
+    data_write_guid = Guid.random()
+    file_write_guid = Guid.random()
     for slot, sequence in ((1, 1), (2, 2)):
         header = L.Header.build(dict(
             signature=L.HEADER_SIGNATURE, checksum=0, sequence_number=sequence, file_write_guid=file_write_guid,
@@ -174,7 +174,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
 def plan_new(target: object, size: int | None, *, disk_type: str, block_size: int | None = None,
              logical_sector_size: int | None = None, physical_sector_size: int | None = None,
              parent: VirtualDisk | None = None, parent_paths: tuple[str, str | None] | None = None,
-             disk_id: uuid.UUID | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
+             disk_id: Guid | None = None) -> tuple[Callable[..., None], dict[str, Any]]:
     """How ``write_new_vhdx`` will make the image the caller asks for (ValueError if it cannot).
 
     ``parent`` is the open parent of a differencing disk (its size and logical sector size are

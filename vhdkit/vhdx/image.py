@@ -8,13 +8,13 @@ the region table, metadata and BAT.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 
 from ..bitmaps import bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
 from ..errors import CorruptImageError, ReadOnlyError, RefusedError
 from ..formats import VHDX
+from ..guid import Guid
 from ..storage import Store
 from ..units import align_up
 from . import layout as L
@@ -94,7 +94,7 @@ class VhdxDisk(VirtualDisk):
         validate_sequence(store, reader, sequence)  # a log that cannot be replayed changes nothing
         # 2.2.2.1: a new FileWriteGuid before the first modification (the replay itself);
         # LogGuid stays until the replay is durable, so a crash here replays again.
-        self.header = write_updated_header(store, self.header, file_write_guid=uuid.uuid4())
+        self.header = write_updated_header(store, self.header, file_write_guid=Guid.random())
         written = replay_sequence(store, reader, sequence)
         store.flush()
         self.header = write_updated_header(store, self.header, log_guid=L.NULL_GUID)
@@ -117,7 +117,7 @@ class VhdxDisk(VirtualDisk):
         return self.metadata.block_size
 
     @property
-    def disk_id(self) -> uuid.UUID:
+    def disk_id(self) -> Guid:
         return self.metadata.virtual_disk_id
 
     @property
@@ -361,10 +361,10 @@ class VhdxDisk(VirtualDisk):
         if changed:
             self._check_writable()
             with self._write_lock:
-                self.header = write_updated_header(self.file_store, self.header, data_write_guid=uuid.uuid4())
+                self.header = write_updated_header(self.file_store, self.header, data_write_guid=Guid.random())
                 self.file_store.flush()
 
-    def set_disk_id(self, disk_id: uuid.UUID) -> None:
+    def set_disk_id(self, disk_id: Guid) -> None:
         """Change the VirtualDiskId metadata item (Set-VHD -ResetDiskIdentifier), through the log."""
         self._check_writable()
         assert self._session is not None

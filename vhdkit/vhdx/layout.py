@@ -1,6 +1,6 @@
 """Every VHDX on-disk structure, declared once, in [MS-VHDX] v6.00 order and field names.
 
-All integers are little-endian; GUIDs are Microsoft mixed-endian (``uuid.UUID(bytes_le=...)``).
+All integers are little-endian; GUIDs are Microsoft mixed-endian (``Guid(bytes_le=...)``).
 Signatures are parsed as bytes and checked by the caller, so a bad one becomes a
 CorruptImageError that names the structure.
 
@@ -11,13 +11,13 @@ integers with array/memoryview, a record per entry would be far too slow.
 from __future__ import annotations
 
 import enum
-import uuid
 
+from ..guid import Guid
 from ..structs import GUID_LE, LITTLE, U16, U32, U64, Bits, BitField, Bytes, Record, Scalar
 from ..units import GiB, KiB, MiB, TiB
 
-Guid = Scalar(LITTLE, GUID_LE)
-NULL_GUID = uuid.UUID(int=0)
+GuidItem = Scalar(LITTLE, GUID_LE)  # a metadata item that is one GUID (virtual disk id)
+NULL_GUID = Guid(int=0)
 
 # -- 2.1 Layout: fixed positions inside the 1 MiB header section ----------------------------------
 FILE_IDENTIFIER_OFFSET = 0
@@ -48,9 +48,9 @@ class Header(Record, byte_order=LITTLE):
     signature: bytes = Bytes(4)
     checksum: int = U32
     sequence_number: int = U64
-    file_write_guid: uuid.UUID = GUID_LE
-    data_write_guid: uuid.UUID = GUID_LE
-    log_guid: uuid.UUID = GUID_LE
+    file_write_guid: Guid = GUID_LE
+    data_write_guid: Guid = GUID_LE
+    log_guid: Guid = GUID_LE
     log_version: int = U16
     version: int = U16
     log_length: int = U32
@@ -78,14 +78,14 @@ class RegionTableHeader(Record, byte_order=LITTLE):
 class RegionTableEntry(Record, byte_order=LITTLE):
     """2.2.3.2 Region Table Entry."""
 
-    guid: uuid.UUID = GUID_LE
+    guid: Guid = GUID_LE
     file_offset: int = U64
     length: int = U32
     required: int = U32
 
 
-BAT_REGION_GUID = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
-METADATA_REGION_GUID = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
+BAT_REGION_GUID = Guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
+METADATA_REGION_GUID = Guid("8B7CA206-4790-4B9A-B8FE-575F050F886E")
 
 # -- 2.3 Log ------------------------------------------------------------------------------------
 LOG_SECTOR_SIZE = 4 * KiB
@@ -107,7 +107,7 @@ class LogEntryHeader(Record, byte_order=LITTLE):
     sequence_number: int = U64
     descriptor_count: int = U32
     reserved: int = U32
-    log_guid: uuid.UUID = GUID_LE
+    log_guid: Guid = GUID_LE
     flushed_file_offset: int = U64
     last_file_offset: int = U64
 
@@ -207,7 +207,7 @@ class MetadataTableHeader(Record, byte_order=LITTLE):
 class MetadataTableEntry(Record, byte_order=LITTLE):
     """2.6.1.2 Metadata Table Entry."""
 
-    item_id: uuid.UUID = GUID_LE
+    item_id: Guid = GUID_LE
     offset: int = U32
     length: int = U32
     flags: int = U32  # MetadataFlags
@@ -223,12 +223,12 @@ class MetadataFlags(enum.IntFlag):
 
 
 # 2.6.2 known items
-FILE_PARAMETERS_GUID = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
-VIRTUAL_DISK_SIZE_GUID = uuid.UUID("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
-VIRTUAL_DISK_ID_GUID = uuid.UUID("BECA12AB-B2E6-4523-93EF-C309E000C746")
-LOGICAL_SECTOR_SIZE_GUID = uuid.UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
-PHYSICAL_SECTOR_SIZE_GUID = uuid.UUID("CDA348C7-445D-4471-9CC9-E9885251C556")
-PARENT_LOCATOR_GUID = uuid.UUID("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
+FILE_PARAMETERS_GUID = Guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
+VIRTUAL_DISK_SIZE_GUID = Guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
+VIRTUAL_DISK_ID_GUID = Guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
+LOGICAL_SECTOR_SIZE_GUID = Guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
+PHYSICAL_SECTOR_SIZE_GUID = Guid("CDA348C7-445D-4471-9CC9-E9885251C556")
+PARENT_LOCATOR_GUID = Guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
 KNOWN_METADATA_ITEMS = {
     FILE_PARAMETERS_GUID: "file_parameters",
     VIRTUAL_DISK_SIZE_GUID: "virtual_disk_size",
@@ -271,7 +271,7 @@ VALID_SECTOR_SIZES = (512, 4096)
 class ParentLocatorHeader(Record, byte_order=LITTLE):
     """2.6.2.6.1 Parent Locator Header."""
 
-    locator_type: uuid.UUID = GUID_LE
+    locator_type: Guid = GUID_LE
     reserved: int = U16
     key_value_count: int = U16
 
@@ -285,6 +285,6 @@ class ParentLocatorEntry(Record, byte_order=LITTLE):
     value_length: int = U16
 
 
-VHDX_PARENT_LOCATOR_TYPE = uuid.UUID("B04AEFB7-D19E-4A81-B789-25B8E9445913")
+VHDX_PARENT_LOCATOR_TYPE = Guid("B04AEFB7-D19E-4A81-B789-25B8E9445913")
 # 2.6.2.6.3: the order a reader tries the path keys in
 PARENT_PATH_KEYS = ("relative_path", "volume_path", "absolute_win32_path")

@@ -11,9 +11,9 @@ or an OverlayStore for a read-only open, which leaves the file untouched.
 
 from __future__ import annotations
 
-import uuid
 
 from ..errors import CorruptImageError
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import ceil_div
@@ -346,7 +346,7 @@ class LogWriter:
     with consecutive sequence numbers, which is also what qemu's replay expects.
     """
 
-    def __init__(self, store: Store, header: VhdxHeader, log_guid: uuid.UUID, first_sequence: int) -> None:
+    def __init__(self, store: Store, header: VhdxHeader, log_guid: Guid, first_sequence: int) -> None:
         if not header.log_is_empty:
             raise ValueError("a log that may need replaying must be replayed before it is written")
         if header.log_length < L.ALIGNMENT:

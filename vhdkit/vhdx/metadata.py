@@ -6,9 +6,9 @@ parameters, size, id, logical, physical), so nothing here depends on order.
 
 from __future__ import annotations
 
-import uuid
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import is_power_of_two
@@ -41,7 +41,7 @@ class MetadataEntry(L.MetadataTableEntry):
 class ParentLocator(NamedTuple):
     """The VHDX parent locator (2.6.2.6.3): key/value pairs, UTF-16LE on disk."""
 
-    locator_type: uuid.UUID
+    locator_type: Guid
     entries: dict[str, str]
 
     @property
@@ -61,7 +61,7 @@ class Metadata:
     """The metadata region as read (2.6); ``virtual_disk_id`` changes when a writer sets it."""
 
     def __init__(self, region: Region, entries: list[MetadataEntry], block_size: int, leave_block_allocated: bool,
-                 has_parent: bool, virtual_disk_size: int, virtual_disk_id: uuid.UUID, logical_sector_size: int,
+                 has_parent: bool, virtual_disk_size: int, virtual_disk_id: Guid, logical_sector_size: int,
                  physical_sector_size: int, parent_locator: ParentLocator | None,
                  unknown_items: list[MetadataEntry] | None = None) -> None:
         self.region, self.entries = region, entries
@@ -81,7 +81,7 @@ def read_metadata(store: Store, region: Region) -> Metadata:
     entries = parse_metadata_table(table_raw, region)
     # Only the known system items are read: an image may list 2047 items of up to 1 MiB each,
     # all over the same bytes, and reading them all would cost memory the file does not justify.
-    items: dict[uuid.UUID, bytes] = {}
+    items: dict[Guid, bytes] = {}
     for e in entries:
         if e.length and not e.is_user and e.item_id in L.KNOWN_METADATA_ITEMS:
             items[e.item_id] = store.pread(region.file_offset + e.offset, e.length)
@@ -100,7 +100,7 @@ def parse_metadata_table(raw: bytes, region: Region) -> list[MetadataEntry]:
                                 expected=f"<= {L.METADATA_TABLE_MAX_ENTRIES}", found=head.entry_count)
     size = L.MetadataTableEntry.sizeof()
     entries: list[MetadataEntry] = []
-    seen: set[tuple[uuid.UUID, bool]] = set()
+    seen: set[tuple[Guid, bool]] = set()
     for i in range(head.entry_count):
         at = L.MetadataTableHeader.sizeof() + i * size
         e = entry = parse(MetadataEntry, raw[at : at + size], name, at0 + at)
@@ -121,7 +121,7 @@ def parse_metadata_table(raw: bytes, region: Region) -> list[MetadataEntry]:
     return entries
 
 
-def _item(items: dict[uuid.UUID, bytes], entries: list[MetadataEntry], guid: uuid.UUID, length: int,
+def _item(items: dict[Guid, bytes], entries: list[MetadataEntry], guid: Guid, length: int,
           region: Region) -> bytes:
     entry = next((e for e in entries if e.item_id == guid and not e.is_user), None)
     name = L.KNOWN_METADATA_ITEMS[guid]
@@ -136,7 +136,7 @@ def _item(items: dict[uuid.UUID, bytes], entries: list[MetadataEntry], guid: uui
     return data[:length]
 
 
-def interpret_metadata(region: Region, entries: list[MetadataEntry], items: dict[uuid.UUID, bytes]) -> Metadata:
+def interpret_metadata(region: Region, entries: list[MetadataEntry], items: dict[Guid, bytes]) -> Metadata:
     """Check and decode the known items (2.6.2); refuse unknown required system items."""
     unknown = [e for e in entries if e.item_id not in L.KNOWN_METADATA_ITEMS or e.is_user]
     for e in unknown:
@@ -146,7 +146,7 @@ def interpret_metadata(region: Region, entries: list[MetadataEntry], items: dict
                 "refusing to open it ([MS-VHDX] 2.6.1.2)"
             )
 
-    def at(guid: uuid.UUID) -> int:
+    def at(guid: Guid) -> int:
         entry = next(e for e in entries if e.item_id == guid and not e.is_user)
         return region.file_offset + entry.offset
 

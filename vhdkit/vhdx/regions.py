@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 
 from ..errors import CorruptImageError, UnsupportedFeatureError
+from ..guid import Guid
 from ..runtime_types import NamedTuple
 from ..storage import Store
 from . import layout as L
@@ -36,7 +36,7 @@ class RegionTable(NamedTuple):
     regions: tuple[Region, ...]
     raw: bytes
 
-    def find(self, guid: uuid.UUID) -> Region:
+    def find(self, guid: Guid) -> Region:
         for region in self.regions:
             if region.guid == guid:
                 return region
@@ -69,7 +69,7 @@ def parse_region_table(raw: bytes, copy: int) -> RegionTable:
                                 field="EntryCount", expected=f"<= {L.REGION_TABLE_MAX_ENTRIES}",
                                 found=head.entry_count)
     regions = []
-    seen: set[uuid.UUID] = set()
+    seen: set[Guid] = set()
     entry_size = L.RegionTableEntry.sizeof()
     for i in range(head.entry_count):
         at = L.RegionTableHeader.sizeof() + i * entry_size

@@ -16,8 +16,8 @@ sectors, metadata item sectors) and commits them as one log entry: atomic, durab
 from __future__ import annotations
 
 import os
-import uuid
 
+from ..guid import Guid
 from ..runtime_types import Protocol
 from ..storage import Store
 from . import layout as L
@@ -66,18 +66,18 @@ class WriteSession:
         """Update the headers as 2.2.2.1 asks, once per session (and once more for DataWriteGuid)."""
         disk = self.disk
         if self.log is None:
-            log_guid = uuid.uuid4()
+            log_guid = Guid.random()
             # Windows starts at a random 64-bit sequence number; stay far from wrapping.
             log = LogWriter(self.store, disk.header, log_guid, first_sequence=_random_sequence_start())
             log.start()
-            changes: dict[str, uuid.UUID] = {"file_write_guid": uuid.uuid4(), "log_guid": log_guid}
+            changes: dict[str, Guid] = {"file_write_guid": Guid.random(), "log_guid": log_guid}
             if user_visible:
-                changes["data_write_guid"] = uuid.uuid4()
+                changes["data_write_guid"] = Guid.random()
                 self.data_write_guid_changed = True
             disk.header = write_updated_header(self.store, disk.header, **changes)
             self.log = log
         elif user_visible and not self.data_write_guid_changed:
-            disk.header = write_updated_header(self.store, disk.header, data_write_guid=uuid.uuid4())
+            disk.header = write_updated_header(self.store, disk.header, data_write_guid=Guid.random())
             self.data_write_guid_changed = True
 
     def flushed(self) -> None:
