@@ -52,11 +52,14 @@ def build_parser(argv: Sequence[str] | None = None) -> ParserSpec:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = _command_in(argv) if argv is not None else None  # argv without a command: none in full
+    # "vhdkit COMMAND ...": nothing can show the other commands (the top level's help or choices), so
+    # they are left out; in argparse each would cost a parser (and its gettext look-ups) for --help
+    alone = bool(argv) and argv[0] == wanted
     for name, (help_text, where) in COMMANDS.items():
         if argv is None or name == wanted:
             module_name, _, function = where.partition(":")
             getattr(importlib.import_module(f"{__package__}.{module_name}"), function or "register")(sub, help_text)
-        else:
+        elif not alone:
             sub.add_parser(name, help=help_text)
     return parser
 
