@@ -20,7 +20,6 @@ from ..formats import Format
 from ..storage import Borrowed, Store, open_store, redact
 from ..validation.policy import Rule, apply_rules, parse_rules
 from ..validation.report import ERROR, INCOMPLETE, LEAK, POLICY, WARNING, Finding, Report, worst_exit_code
-from .leftovers import stale_temporaries
 from .open import open_image
 
 TYPE_CHECKING = False
@@ -73,6 +72,8 @@ def check_folder(folder: str | os.PathLike[str], **options: object) -> list[Repo
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.lower().endswith(formats.DISK_EXTENSIONS) and entry.is_file():
             reports.append(check(entry.path, **options))  # type: ignore[arg-type]
+    from .leftovers import stale_temporaries  # a folder's check only
+
     for temp in stale_temporaries(folder):
         report = Report(temp)
         size = os.lstat(temp).st_size

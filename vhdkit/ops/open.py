@@ -17,7 +17,6 @@ differencing disks. ``allowed_parent_dirs=["/"]`` allows any folder.
 
 from __future__ import annotations
 
-import ntpath
 import os
 import posixpath
 import stat
@@ -26,7 +25,7 @@ from .. import formats
 from ..disk import VirtualDisk
 from ..errors import ChainError, ImageNotFoundError, ParentMismatchError, ParentNotFoundError
 from ..formats import Format
-from ..storage import FileObjectStore, Store, is_url, open_store
+from ..storage import Store, is_url, open_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,6 +85,8 @@ def open_image(
         raise ValueError("force_share is for images opened read-only")
     options = _Options(allowed_parent_dirs, resolve_parents, tolerate_checksum, force_share)
     if fileobj is not None:
+        from ..storage.fileobj import FileObjectStore  # loaded when used: every module costs start-up
+
         store: Store = FileObjectStore(fileobj, writable=mode == "r+")
         if target is not None:
             store.url = os.fspath(target)  # where its parents are looked for
@@ -260,6 +261,8 @@ def candidate_paths(child: str, key: str, value: str) -> Iterable[str]:
         else:
             yield os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(child)), text))
         return
+    import ntpath  # a differencing chain's Windows paths only
+
     drive, rest = ntpath.splitdrive(value)
     if drive or value.startswith("\\\\?\\"):
         return  # C:\... or \\?\Volume{...}\...: a Windows volume, not reachable by that name here

@@ -9,10 +9,26 @@ from __future__ import annotations
 import os
 
 from .base import BaseStore, Borrowed, Store, read_fully, redact
-from .fileobj import FileObjectStore
-from .fsspec_store import FsspecStore
 from .local import LocalStore
-from .overlay import OverlayStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .fileobj import FileObjectStore
+    from .fsspec_store import FsspecStore
+    from .overlay import OverlayStore
+
+# Loaded on first use (PEP 562): a local disk needs none of them, and every module costs start-up.
+_LAZY = {"FileObjectStore": "fileobj", "FsspecStore": "fsspec_store", "OverlayStore": "overlay"}
+
+
+def __getattr__(name: str) -> type:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value: type = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BaseStore",
@@ -58,6 +74,8 @@ def open_store(target: str | os.PathLike[str], *, writable: bool = False, create
             from .smb import SmbStore
 
             return SmbStore(target, writable=writable, create=create)
+        from .fsspec_store import FsspecStore
+
         return FsspecStore(target, writable=writable, create=create)
     return LocalStore(target, writable=writable, create=create, regular_only=regular_only,
                           force_share=force_share)

@@ -22,7 +22,6 @@ from ..vhdx.log import replay_in_memory
 from ..vhdx.metadata import read_metadata
 from ..vhdx.regions import read_region_tables
 from .common import check_parent, error_from, report_overlaps
-from .repair import cut_trailing_leak
 from .report import ERROR, LEAK, WARNING, Report
 from .space import SpaceMap
 
@@ -301,6 +300,8 @@ def repair_vhdx(target: str | os.PathLike[str], before: Report) -> list[str]:
                 store.pwrite(L.REGION_TABLE_OFFSETS[copy - 1], tables.current.raw)
                 store.flush()
                 done.append(f"rewrote region table {copy} from region table {tables.current.copy}")
+        from .repair import cut_trailing_leak  # a repair only
+
         cut_trailing_leak(store, before, done)
     finally:
         store.close()
