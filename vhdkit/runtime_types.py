@@ -1,41 +1,123 @@
 """typing's NamedTuple and Protocol for run time, without importing typing.
 
 Importing typing costs a command about 9 ms on the machines vhdkit is measured on (it loads re,
-enum, contextlib and functools, and compiles patterns), and a typing.NamedTuple class costs more
-than a collections.namedtuple one (each field's annotation is checked and made a ForwardRef). The
-modules a command loads therefore name typing only where a type checker reads it::
+enum, contextlib and functools, and compiles patterns); a typing.NamedTuple class checks every
+annotation (making ForwardRefs) and collections.namedtuple compiles each class's __new__ with eval:
+0.15-0.2 ms a class, and a check loads fourteen. The modules a command loads therefore name typing
+only where a type checker reads it::
 
     TYPE_CHECKING = False                 # the checker takes this branch, Python never does
     if TYPE_CHECKING:
         from typing import Any, Iterator
 
 and take these two classes from here. A type checker sees typing's own (the first branch below),
-so declarations check exactly as before.
+so declarations check exactly as before; at run time the classes behave as collections.namedtuple's
+(tests/test_runtime_types.py compares them).
 """
 
 from __future__ import annotations
-
-import collections
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple as NamedTuple
     from typing import Protocol as Protocol
 else:
+    try:
+        from _collections import _tuplegetter  # what collections.namedtuple's fields are (CPython)
+    except ImportError:  # pragma: no cover - other interpreters
+        from operator import itemgetter as _itemgetter
+
+        def _tuplegetter(index, doc):
+            return property(_itemgetter(index), doc=doc)
+
     # What typing.NamedTuple refuses in a class body: namedtuple's own machinery.
     _PROHIBITED = frozenset({"__new__", "__init__", "__slots__", "__getnewargs__", "_fields", "_field_defaults",
                              "_make", "_replace", "_asdict", "_source"})
+    _MISSING = object()
+    _tuple_new = tuple.__new__
+
+    def _make_new(name, fields, defaults):
+        """__new__ for the fields, written once instead of compiled per class: collections.namedtuple
+        compiles a lambda with eval for each (about 0.15 ms apiece at start-up)."""
+        count, index = len(fields), {f: i for i, f in enumerate(fields)}
+        required = count - len(defaults)
+
+        def __new__(cls, *args, **kwargs):
+            if not kwargs and len(args) == count:
+                return _tuple_new(cls, args)  # the common call, as fast as namedtuple's
+            if len(args) > count:
+                raise TypeError(f"{name}.__new__() takes {count + 1} positional arguments but {len(args) + 1} "
+                                "were given")
+            values = [*args, *[_MISSING] * (count - len(args))]
+            for key, value in kwargs.items():
+                at = index.get(key)
+                if at is None:
+                    raise TypeError(f"{name}.__new__() got an unexpected keyword argument {key!r}")
+                if at < len(args):
+                    raise TypeError(f"{name}.__new__() got multiple values for argument {key!r}")
+                values[at] = value
+            missing = []
+            for at in range(len(args), count):
+                if values[at] is _MISSING:
+                    if at >= required:
+                        values[at] = defaults[at - required]
+                    else:
+                        missing.append(repr(fields[at]))
+            if missing:
+                raise TypeError(f"{name}.__new__() missing {len(missing)} required positional argument"
+                                f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+            return _tuple_new(cls, values)
+
+        __new__.__qualname__ = f"{name}.__new__"
+        return __new__
+
+    def _namedtuple(name, fields, defaults, module):
+        """collections.namedtuple's class, field for field, without eval."""
+        count = len(fields)
+        repr_format = "(" + ", ".join(f"{f}=%r" for f in fields) + ")"
+
+        @classmethod
+        def _make(cls, iterable):
+            result = _tuple_new(cls, iterable)
+            if len(result) != count:
+                raise TypeError(f"Expected {count} arguments, got {len(result)}")
+            return result
+
+        def _replace(self, /, **changes):
+            result = self._make(map(changes.pop, fields, self))
+            if changes:
+                raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+            return result
+
+        def __repr__(self):
+            return self.__class__.__name__ + repr_format % self
+
+        def _asdict(self):
+            return dict(zip(self._fields, self))
+
+        def __getnewargs__(self):
+            return tuple(self)
+
+        namespace = {
+            "__doc__": f"{name}({', '.join(fields)})", "__slots__": (), "_fields": fields,
+            "_field_defaults": dict(zip(fields[count - len(defaults):], defaults)),
+            "__new__": _make_new(name, fields, defaults), "_make": _make, "_replace": _replace,
+            "__repr__": __repr__, "_asdict": _asdict, "__getnewargs__": __getnewargs__, "__match_args__": fields,
+            "__module__": module,
+        }
+        for at, field in enumerate(fields):
+            namespace[field] = _tuplegetter(at, f"Alias for field number {at}")
+        return type(name, (tuple,), namespace)
 
     class _NamedTupleMeta(type):
         def __new__(mcls, name, bases, namespace):
             if namespace.get("_is_root"):
                 return super().__new__(mcls, name, bases, namespace)
             fields = tuple(namespace.get("__annotations__", {}))  # in declaration order
-            defaults = [namespace[f] for f in fields if f in namespace]
-            with_default = [f for f in fields if f in namespace]
-            if with_default and fields[len(fields) - len(with_default):] != tuple(with_default):
+            defaults = tuple(namespace[f] for f in fields if f in namespace)
+            if fields[len(fields) - len(defaults):] != tuple(f for f in fields if f in namespace):
                 raise TypeError(f"{name}: a field without a default follows one with a default")
-            cls = collections.namedtuple(name, fields, defaults=defaults, module=namespace.get("__module__"))
+            cls = _namedtuple(name, fields, defaults, namespace.get("__module__"))
             for key, value in namespace.items():
                 if key in _PROHIBITED:
                     raise AttributeError(f"cannot overwrite NamedTuple attribute {key}")
@@ -45,7 +127,7 @@ else:
             return cls
 
     class NamedTuple(metaclass=_NamedTupleMeta):
-        """``class P(NamedTuple): x: int; y: int = 0`` makes a collections.namedtuple class."""
+        """``class P(NamedTuple): x: int; y: int = 0`` makes the class collections.namedtuple would."""
 
         _is_root = True
 
