@@ -95,3 +95,89 @@ def test_a_field_without_default_after_one_with_is_refused():
 
             def _asdict(self) -> dict:
                 return {}
+
+
+# -- Enum, IntEnum, IntFlag against enum's ---------------------------------------------------------
+
+def _declare(enum_module):
+    """The same declarations over either implementation: each kind vhdkit uses."""
+    Enum, IntEnum, IntFlag = enum_module.Enum, enum_module.IntEnum, enum_module.IntFlag
+
+    class State(str, Enum):
+        DATA = "data"
+        ZERO = "zero"
+
+    class Mode(Enum):
+        """Lock modes."""
+
+        WRITE = (frozenset({0, 1}), frozenset({1}))
+        READ = (frozenset({0}), frozenset({1}))
+
+        @property
+        def held(self) -> frozenset:
+            return self.value[0]
+
+    class Block(IntEnum):
+        NOT_PRESENT = 0
+        UNMAPPED = 3
+        UNMAPPED_OLD = 3  # an alias
+        FULL = 6
+
+        @property
+        def spec_name(self) -> str:
+            return self.name.lower()
+
+    class Flags(IntFlag):
+        USER = 1
+        REQUIRED = 4
+
+    classes = State, Mode, Block, Flags
+    for cls in classes:  # module-level names, so that members pickle (by qualified name)
+        cls.__qualname__ = f"{enum_module.__name__.replace('.', '_')}_{cls.__name__}"
+        globals()[cls.__qualname__] = cls
+    return classes
+
+
+def _observe(classes) -> list:
+    import enum as std
+
+    State, Mode, Block, Flags = classes
+    seen: list = []
+    for cls in classes:
+        members = list(cls)
+        seen.append((cls.__name__, cls.__doc__ if cls is Mode else None, len(cls), [m.name for m in members]))
+        for m in members:
+            seen.append((repr(m), str(m), f"{m}", f"{m:>20}", m.name, m.value, cls(m.value) is m, m in cls,
+                         isinstance(m, cls), hash(m) == hash(m.value) if cls is not Mode else hash(m) == hash(m.name),
+                         pickle.loads(pickle.dumps(m)) is m, copy.copy(m) is m, copy.deepcopy(m) is m, bool(m)))
+        for wrong in (99, "nope", None, [1]):
+            try:
+                cls(wrong)
+                seen.append((cls.__name__, wrong, "accepted"))
+            except ValueError:
+                seen.append((cls.__name__, wrong, "ValueError"))
+            except TypeError:
+                seen.append((cls.__name__, wrong, "TypeError"))
+    seen.append((State.DATA == "data", {"data": 1}[State.DATA], State("zero") is State.ZERO, Mode.WRITE.held))
+    seen.append((Block.UNMAPPED_OLD is Block.UNMAPPED, Block(3).name, Block.FULL == 6, Block.FULL + 1,
+                 sorted([Block.FULL, Block.NOT_PRESENT]) == [0, 6], 6 in tuple(Block), Block(6).spec_name))
+    seen.append((int(Flags.USER | Flags.REQUIRED), bool(5 & Flags.REQUIRED), bool(1 & Flags.REQUIRED),
+                 Flags.USER == 1, int(Flags(5)), isinstance(Flags(5), Flags)))
+    try:
+        Block.FULL = 7  # type: ignore[misc]
+        seen.append("reassigned")
+    except AttributeError:
+        seen.append("refused")
+    assert std  # the standard module is only the other side of the comparison
+    return seen
+
+
+def test_enums_behave_as_enum_does():
+    import enum as std
+
+    from vhdkit import runtime_types
+
+    ours, theirs = _observe(_declare(runtime_types)), _observe(_declare(std))
+    assert len(ours) == len(theirs)
+    for mine, reference in zip(ours, theirs):
+        assert mine == reference

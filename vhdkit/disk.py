@@ -14,14 +14,13 @@ unaligned and out-of-range access and the walk through a differencing chain.
 from __future__ import annotations
 
 import bisect
-import enum
 import functools
 import io
 import threading
 
 from .errors import ParentNotFoundError, ReadOnlyError
 from .formats import RAW
-from .runtime_types import NamedTuple
+from .runtime_types import Enum, NamedTuple
 from .storage import Store
 
 TYPE_CHECKING = False
@@ -103,7 +102,7 @@ class StoredZeros:
         return True
 
 
-class ExtentState(str, enum.Enum):
+class ExtentState(str, Enum):
     DATA = "data"  # bytes stored in this image
     ZERO = "zero"  # defined to read as zeros (VHDX ZERO/UNMAPPED blocks)
     UNALLOCATED = "unallocated"  # nothing stored, reads as zeros (no parent to ask)

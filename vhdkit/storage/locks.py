@@ -25,7 +25,6 @@ inode) carrying the union of their locks; conflicts are looked for among other p
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import os
@@ -33,6 +32,7 @@ import struct
 import threading
 
 from ..errors import ImageInUseError
+from ..runtime_types import Enum
 
 FORCE_SHARE_ENV = "VHDKIT_FORCE_SHARE"  # "1": readers take no lock that keeps writers out (-U)
 
@@ -43,7 +43,7 @@ PERM_NAMES = {CONSISTENT_READ_BIT: "consistent read", WRITE_BIT: "write", WRITE_
               RESIZE_BIT: "resize"}
 
 
-class Access(enum.Enum):
+class Access(Enum):
     """How an open uses the image: what it holds, and what it refuses to share (QEMU's perms)."""
 
     WRITE = (frozenset({CONSISTENT_READ_BIT, WRITE_BIT, RESIZE_BIT}), frozenset({WRITE_BIT, RESIZE_BIT}))

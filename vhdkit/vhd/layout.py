@@ -7,8 +7,8 @@ are compared as raw bytes. Never ``.compile()`` these structs: they parse untrus
 
 from __future__ import annotations
 
-import enum
 
+from ..runtime_types import IntEnum
 from ..structs import BIG, U8, U16, U32, U64, Array, Bytes, Record
 
 SECTOR = 512
@@ -48,7 +48,7 @@ FILE_FORMAT_VERSION = 0x00010000
 FIXED_DATA_OFFSET = 0xFFFFFFFFFFFFFFFF
 
 
-class DiskType(enum.IntEnum):
+class DiskType(IntEnum):
     """The footer's Disk Type (0, 1, 5 and 6 are deprecated or reserved: refused)."""
 
     FIXED = 2

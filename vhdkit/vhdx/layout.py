@@ -10,9 +10,9 @@ integers with array/memoryview, a record per entry would be far too slow.
 
 from __future__ import annotations
 
-import enum
 
 from ..guid import Guid
+from ..runtime_types import IntEnum, IntFlag
 from ..structs import GUID_LE, LITTLE, U16, U32, U64, Bits, BitField, Bytes, Record, Scalar
 from ..units import GiB, KiB, MiB, TiB
 
@@ -161,7 +161,7 @@ class BatEntry(BitField):
     file_offset_mb = Bits(44)  # where the block is, in MiB from the start of the file
 
 
-class PayloadBlockState(enum.IntEnum):
+class PayloadBlockState(IntEnum):
     """2.5.1.1"""
 
     NOT_PRESENT = 0
@@ -178,7 +178,7 @@ class PayloadBlockState(enum.IntEnum):
         return "unmapped" if self is PayloadBlockState.UNMAPPED_V095 else self.name.lower()
 
 
-class SectorBitmapState(enum.IntEnum):
+class SectorBitmapState(IntEnum):
     """2.5.1.2"""
 
     NOT_PRESENT = 0
@@ -214,7 +214,7 @@ class MetadataTableEntry(Record, byte_order=LITTLE):
     reserved2: int = U32
 
 
-class MetadataFlags(enum.IntFlag):
+class MetadataFlags(IntFlag):
     """2.6.1.2: the flags of a metadata table entry."""
 
     IS_USER = 0x1
@@ -246,7 +246,7 @@ class FileParameters(Record, byte_order=LITTLE):
     flags: int = U32  # FileParametersFlags
 
 
-class FileParametersFlags(enum.IntFlag):
+class FileParametersFlags(IntFlag):
     """2.6.2.1"""
 
     LEAVE_BLOCK_ALLOCATED = 0x1
