@@ -5,7 +5,8 @@
 
 Every row is a whole process of the installed copy (bench/_common.installed_vhdkit: compiled,
 no editable-install hook), timed against `python -c pass` of the same interpreter, interleaved.
-Rows: `import vhdkit`; `vhdkit --version`; each command's `--help` (its parser, its imports);
+Rows: `import vhdkit`; `vhdkit --version`; each command's `--help` (its imports, and argparse:
+help and mistakes are argparse's, an ordinary command line is read without it, cli/parsing.py);
 and real small jobs: `info` and `check` of a blank 60 GiB VHDX, `create` of one. The goal is
 <= 25 ms above `python -c pass` for each. Then, for the slowest rows, `-X importtime`'s ten
 largest imports by their own time (self, microseconds), which say where the rest goes.
