@@ -11,7 +11,6 @@ vhdkit writer has open is refused (the advisory lock every writer takes).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import vhdkit
 from vhdkit.units import format_size
@@ -19,6 +18,10 @@ from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .parsing import Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

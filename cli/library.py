@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 from vhdkit import formats
 from vhdkit.validation.report import EXIT_CODES
@@ -24,6 +23,10 @@ from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

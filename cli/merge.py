@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import vhdkit
 from vhdkit.errors import MergeRefusedError
-from vhdkit.ops.merge import merge
 from vhdkit.units import format_size
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -40,6 +42,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def run(args: Namespace) -> int:
+    from vhdkit.ops.merge import merge  # loaded when the command runs, not for --help
+
     if args.into:
         with vhdkit.open(args.child) as child:
             linked = child.parent.name if child.parent is not None else None

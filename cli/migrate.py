@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from vhdkit import formats
-from vhdkit.migration.service import request
 from vhdkit.units import format_size
 
 from .parsing import RAW_DESCRIPTION, Namespace
 from .progress import ProgressBar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -48,6 +50,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def run(args: Namespace) -> int:
+    from vhdkit.migration.service import request  # loaded when the command runs, not for --help
+
     def ask(cmd: str, **fields: Any) -> dict[str, Any]:
         answer = request(args.control, cmd, **fields)
         if not answer.get("ok"):

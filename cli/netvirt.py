@@ -13,15 +13,16 @@ vhdkit/netvirt/loader.py for its form) and what the hosts do with it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
-from typing import Any
-
-from vhdkit import netvirt
-from vhdkit.netvirt.model import format_mac
 
 from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from vhdkit import netvirt
 
 EXIT_DROPPED = 3  # `reach`: the frame would be dropped (1 stays "error", 2 argparse's usage error)
 
@@ -57,6 +58,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _show(args: Namespace) -> int:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
     fabric = netvirt.load(args.model)
     if args.json:
         print(json.dumps(netvirt.to_dict(fabric), indent=2))
@@ -69,11 +72,13 @@ def _show(args: Namespace) -> int:
             print(f"  {sub.name} {sub.prefix} VSID {sub.vsid} gateway {sub.gateway}")
             for nic in fabric.nics():
                 if nic.subnet is sub:
-                    print(f"    {nic.label:<20} CA {str(nic.ca):<15} MAC {format_mac(nic.mac)} on {nic.host.name} (PA {nic.host.pa})")
+                    print(f"    {nic.label:<20} CA {str(nic.ca):<15} MAC {netvirt.model.format_mac(nic.mac)} on {nic.host.name} (PA {nic.host.pa})")
     return 0
 
 
 def _records(args: Namespace) -> int:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
     table = netvirt.lookup_table(netvirt.load(args.model))
     if args.json:
         print(json.dumps([r.as_dict() for r in table], indent=2))
@@ -82,11 +87,15 @@ def _records(args: Namespace) -> int:
             print(record.powershell())
     else:
         for r in table:
-            print(f"VSID {r.vsid:<8} CA {str(r.ca):<15} MAC {format_mac(r.mac)} PA {str(r.pa):<15} {r.vm_name}")
+            print(f"VSID {r.vsid:<8} CA {str(r.ca):<15} MAC {netvirt.model.format_mac(r.mac)} PA {str(r.pa):<15} {r.vm_name}")
     return 0
 
 
 def _verdict(fabric: netvirt.Fabric, args: Namespace) -> tuple[netvirt.Verdict, str]:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
+    import ipaddress
+
     source = fabric.find_nic(args.source)
     try:
         destination_ca = str(ipaddress.ip_address(args.destination))
@@ -97,6 +106,8 @@ def _verdict(fabric: netvirt.Fabric, args: Namespace) -> tuple[netvirt.Verdict, 
 
 
 def _reach(args: Namespace) -> int:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
     verdict, destination_ca = _verdict(netvirt.load(args.model), args)
     if args.json:
         print(json.dumps(dict(verdict.as_dict(), destination_ca=destination_ca)))
@@ -110,6 +121,8 @@ def _reach(args: Namespace) -> int:
 
 
 def _move(args: Namespace) -> int:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
     fabric = netvirt.load(args.model)
     before = netvirt.lookup_table(fabric)
     fabric.move_vm(args.vm, args.host)
@@ -126,6 +139,8 @@ def _move(args: Namespace) -> int:
 
 
 def _pcap(args: Namespace) -> int:
+    from vhdkit import netvirt  # loaded by the actions that use it, not by --help
+
     fabric = netvirt.load(args.model)
     frames = []
     nics = list(fabric.nics())

@@ -7,14 +7,13 @@ credentials files the inventory names, never from the command line, and are neve
 
 from __future__ import annotations
 
-from typing import Any
-
-from vhdkit.placement import choose, place, rate
-from vhdkit.placement.inventory import load_inventory
-from vhdkit.placement.planner import VmSpec
 from vhdkit.units import format_size
 
 from .parsing import Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register_locations(sub: Any, help: str) -> None:  # noqa: A002
@@ -35,6 +34,8 @@ def register_place(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def run_locations(args: Namespace) -> int:
+    from vhdkit.placement.inventory import load_inventory  # loaded when the command runs, not for --help
+
     inventory = load_inventory(args.inventory)
     rows = []
     for location in inventory.locations:
@@ -61,6 +62,10 @@ def run_locations(args: Namespace) -> int:
 
 def run_place(args: Namespace) -> int:
     import json
+
+    from vhdkit.placement import choose, place, rate  # loaded when the command runs, not for --help
+    from vhdkit.placement.inventory import load_inventory
+    from vhdkit.placement.planner import VmSpec
 
     inventory = load_inventory(args.inventory)
     with open(args.vm_spec) as f:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
 
 from .parsing import RAW_DESCRIPTION, Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 EXIT_OK, EXIT_WARNINGS, EXIT_FAILED = 0, 1, 2
 

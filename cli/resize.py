@@ -13,7 +13,6 @@ leaves the old size or the new one.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import vhdkit
 from vhdkit.units import format_size
@@ -21,6 +20,10 @@ from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .parsing import RAW_DESCRIPTION, Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

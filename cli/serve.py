@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable
 
-from vhdkit.migration.service import DiskService
 from vhdkit.storage import redact
 
 from .options import add_allowed_parent_dirs
 from .parsing import Namespace, argument_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -54,6 +56,8 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: Namespace) -> int:
+    from vhdkit.migration.service import DiskService  # loaded when the command runs, not for --help
+
     if args.tls_allow and not args.tls_creds:
         raise SystemExit("vhdkit serve: --tls-allow needs --tls-creds")
     if not args.handshake_limit > 0:

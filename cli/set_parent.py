@@ -4,10 +4,13 @@ was made against; the relative and absolute paths are rewritten, crash-safely (V
 
 from __future__ import annotations
 
-from typing import Any
 
 from .options import add_allowed_parent_dirs
 from .parsing import Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

@@ -6,9 +6,12 @@ and the network adapters with their switch. Nothing is written."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .parsing import Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002

@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 from vhdkit.errors import ChannelError
 from vhdkit.vmbus import sizing
-from vhdkit.vmbus.registry import adapter_key, reg_file
 
 from .parsing import RAW_DESCRIPTION, Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STANDARD_MB = (1, 2, 4)
 
@@ -30,6 +31,8 @@ def _usage(message: str) -> SystemExit:
 
 
 def parse_rate(text: str) -> int:
+    import re  # when a rate, time or size is given: not for --help
+
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(k|m)?\s*(?:pps)?", text.strip().lower())
     if match is None:
         raise _usage(f"{text!r} is not a packet rate (200000pps, 200kpps, 1.5mpps)")
@@ -48,6 +51,8 @@ def parse_rates(text: str) -> list[int]:
 
 
 def parse_duration_ns(text: str) -> int:
+    import re  # when a rate, time or size is given: not for --help
+
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|s)", text.strip())
     if match is None:
         raise _usage(f"{text!r} is not a duration (10ms, 500us, 0.01s)")
@@ -58,6 +63,8 @@ def parse_duration_ns(text: str) -> int:
 
 
 def parse_buffer(text: str) -> int:
+    import re  # when a rate, time or size is given: not for --help
+
     match = re.fullmatch(r"(\d+)\s*(k|m)(?:i?b)?", text.strip().lower())
     if match is None:
         raise _usage(f"{text!r} is not a buffer size (1M, 2MB, 1536K)")
@@ -95,6 +102,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _plan(args: Namespace) -> int:
+    from vhdkit.vmbus.registry import adapter_key, reg_file  # not for --help
+
     rate, quantum = parse_rate(args.rate), parse_duration_ns(args.quantum)
     need = sizing.plan_for_rate(rate, quantum, args.packet_buffer)
     standard = [sizing.plan_for_size(mb << 20, quantum, args.packet_buffer) for mb in STANDARD_MB]
