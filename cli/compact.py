@@ -10,8 +10,6 @@ vhdkit writer has open is refused (the advisory lock every writer takes).
 
 from __future__ import annotations
 
-import json
-
 import vhdkit
 from vhdkit.units import format_size
 from vhdkit.storage import redact
@@ -35,6 +33,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 def run(args: Namespace) -> int:
     report: Any = vhdkit.compact(args.image)
     if args.json:
+        import json
+
         print(json.dumps(dict(report._asdict(), reclaimed=report.reclaimed, image=redact(args.image))))
     else:
         print(f"compacted {redact(args.image)}: {format_size(report.old_file_size)} -> {format_size(report.new_file_size)}, "

@@ -12,7 +12,6 @@ The index lives in an SQLite file (--db; default ~/.local/share/vhdkit/library.s
 
 from __future__ import annotations
 
-import json
 import sys
 
 from vhdkit import formats
@@ -65,6 +64,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _scan(args: Namespace) -> int:
+    import json
+
     def progress(n: int, path: str) -> None:
         if sys.stderr.isatty():
             print(f"\r{n} images: {path[-60:]:<60}", end="", file=sys.stderr, flush=True)
@@ -82,6 +83,8 @@ def _scan(args: Namespace) -> int:
 
 
 def _list(args: Namespace) -> int:
+    import json
+
     with Library(args.db) as library:
         records = library.records(format=args.format, type=args.type, min_size=args.min_size, max_size=args.max_size,
                                   health=args.health, broken_parent=args.broken_parent, children_of=args.children_of)
@@ -102,6 +105,8 @@ def _line(r: ImageRecord) -> str:
 
 
 def _show(args: Namespace) -> int:
+    import json
+
     with Library(args.db) as library:
         tree = list(library.tree(args.path))
     if not tree:
@@ -121,6 +126,8 @@ def _show(args: Namespace) -> int:
 
 
 def _init(args: Namespace) -> int:
+    import json
+
     done = init_blank_disks(args.folder)
     if args.json:
         print(json.dumps([{"path": p, "state": s} for p, s in done]))

@@ -12,7 +12,6 @@ it afterwards (a VHDX parent says so, and they are refused rather than read wron
 
 from __future__ import annotations
 
-import json
 import os
 
 import vhdkit
@@ -55,6 +54,8 @@ def run(args: Namespace) -> int:
     finally:
         bar.close()
     if args.json:
+        import json
+
         print(json.dumps(report._asdict()))
     else:
         removed = "; the child was removed" if report.child_removed else ""

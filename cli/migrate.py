@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 the migration failed or was refused (the guest stays on th
 
 from __future__ import annotations
 
-import json
 import time
 
 from vhdkit import formats
@@ -115,6 +114,8 @@ def _follow(args: Namespace, ask: Any) -> dict[str, Any]:
 
 def _show(args: Namespace, job: dict[str, Any]) -> int:
     if args.json:
+        import json
+
         print(json.dumps(job, indent=2))
         return 0 if job.get("state") not in ("failed",) else 1
     inner = job.get("job", job) or {}

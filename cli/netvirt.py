@@ -13,7 +13,6 @@ vhdkit/netvirt/loader.py for its form) and what the hosts do with it.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
@@ -58,6 +57,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _show(args: Namespace) -> int:
+    import json
+
     from vhdkit import netvirt  # loaded by the actions that use it, not by --help
 
     fabric = netvirt.load(args.model)
@@ -77,6 +78,8 @@ def _show(args: Namespace) -> int:
 
 
 def _records(args: Namespace) -> int:
+    import json
+
     from vhdkit import netvirt  # loaded by the actions that use it, not by --help
 
     table = netvirt.lookup_table(netvirt.load(args.model))
@@ -106,6 +109,8 @@ def _verdict(fabric: netvirt.Fabric, args: Namespace) -> tuple[netvirt.Verdict, 
 
 
 def _reach(args: Namespace) -> int:
+    import json
+
     from vhdkit import netvirt  # loaded by the actions that use it, not by --help
 
     verdict, destination_ca = _verdict(netvirt.load(args.model), args)
@@ -121,6 +126,8 @@ def _reach(args: Namespace) -> int:
 
 
 def _move(args: Namespace) -> int:
+    import json
+
     from vhdkit import netvirt  # loaded by the actions that use it, not by --help
 
     fabric = netvirt.load(args.model)
@@ -139,6 +146,8 @@ def _move(args: Namespace) -> int:
 
 
 def _pcap(args: Namespace) -> int:
+    import json
+
     from vhdkit import netvirt  # loaded by the actions that use it, not by --help
 
     fabric = netvirt.load(args.model)

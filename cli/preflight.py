@@ -12,7 +12,6 @@ nothing fails, 2 on a failure, 1 on warnings with --strict (specs/preflight.md).
 
 from __future__ import annotations
 
-import json
 import sys
 
 from .parsing import RAW_DESCRIPTION, Namespace
@@ -93,6 +92,8 @@ def _check(args: Namespace) -> int:
     if args.junit:
         write_junit(results, args.junit)
     if args.json:
+        import json
+
         print(json.dumps({"schema": "vhdkit-preflight-report/1", "hosts": [h.host for h in hosts],
                           "exit_code": code, "results": [r.as_dict() for r in results]}, indent=2))
         return code

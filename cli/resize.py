@@ -12,8 +12,6 @@ leaves the old size or the new one.
 
 from __future__ import annotations
 
-import json
-
 import vhdkit
 from vhdkit.units import format_size
 from vhdkit.storage import redact
@@ -41,6 +39,8 @@ def run(args: Namespace) -> int:
         old = disk.size
     new = vhdkit.resize(args.image, args.size, force=args.force)
     if args.json:
+        import json
+
         print(json.dumps({"image": redact(args.image), "old_size": old, "new_size": new}))
     else:
         print(f"resized {redact(args.image)}: {format_size(old)} -> {format_size(new)} ({new} bytes)")

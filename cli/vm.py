@@ -5,8 +5,6 @@ and the network adapters with their switch. Nothing is written."""
 
 from __future__ import annotations
 
-import json
-
 from .parsing import Namespace
 
 TYPE_CHECKING = False
@@ -51,6 +49,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _show(args: Namespace) -> int:
+    import json
+
     from vhdkit.storage import redact
     from vhdkit.vm import load
 
@@ -99,6 +99,7 @@ def _serve(args: Namespace) -> int:
 
 
 def _move(args: Namespace) -> int:
+    import json
     import os
     import socket
 
@@ -176,6 +177,8 @@ def _event_printer(args: Namespace) -> Any:
     disks: dict[str, tuple[int, int]] = {}
 
     def on_event(event: str, fields: dict[str, Any]) -> None:
+        import json
+
         if args.events:
             print(json.dumps({"event": event, **fields}), flush=True)
         elif event == "copying":
@@ -191,6 +194,7 @@ def _event_printer(args: Namespace) -> Any:
 
 
 def _move_served(args: Namespace) -> int:
+    import json
     import os
 
     from vhdkit.migration.service import request

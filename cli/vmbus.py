@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import json
-
 from vhdkit.errors import ChannelError
 from vhdkit.vmbus import sizing
 
@@ -102,6 +100,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 
 
 def _plan(args: Namespace) -> int:
+    import json
+
     from vhdkit.vmbus.registry import adapter_key, reg_file  # not for --help
 
     rate, quantum = parse_rate(args.rate), parse_duration_ns(args.quantum)
@@ -132,6 +132,8 @@ def _plan(args: Namespace) -> int:
 
 
 def _simulate(args: Namespace) -> int:
+    import json
+
     rates = parse_rates(args.rate)
     quantum = parse_duration_ns(args.quantum)
     sizes = [parse_buffer(b) for b in args.buffer.split(",")]
@@ -159,6 +161,8 @@ def _simulate(args: Namespace) -> int:
 
 
 def _bench(args: Namespace) -> int:
+    import json
+
     from vhdkit.vmbus.channel import two_processes
 
     rows = []
