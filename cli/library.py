@@ -16,7 +16,7 @@ import sys
 
 from vhdkit import formats
 from vhdkit.validation.report import EXIT_CODES
-from vhdkit.library import ImageRecord, Library, default_db, init_blank_disks
+from vhdkit.library import default_db
 from vhdkit.units import format_size, parse_size
 from vhdkit.storage import redact
 
@@ -26,6 +26,8 @@ from .parsing import RAW_DESCRIPTION, Namespace, ParserSpec
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from vhdkit.library import ImageRecord
 
 
 def register(sub: Any, help: str) -> None:  # noqa: A002
@@ -66,6 +68,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 def _scan(args: Namespace) -> int:
     import json
 
+    from vhdkit.library import Library  # loaded when the action runs, not for --help
+
     def progress(n: int, path: str) -> None:
         if sys.stderr.isatty():
             print(f"\r{n} images: {path[-60:]:<60}", end="", file=sys.stderr, flush=True)
@@ -84,6 +88,8 @@ def _scan(args: Namespace) -> int:
 
 def _list(args: Namespace) -> int:
     import json
+
+    from vhdkit.library import Library  # loaded when the action runs, not for --help
 
     with Library(args.db) as library:
         records = library.records(format=args.format, type=args.type, min_size=args.min_size, max_size=args.max_size,
@@ -107,6 +113,8 @@ def _line(r: ImageRecord) -> str:
 def _show(args: Namespace) -> int:
     import json
 
+    from vhdkit.library import Library  # loaded when the action runs, not for --help
+
     with Library(args.db) as library:
         tree = list(library.tree(args.path))
     if not tree:
@@ -127,6 +135,8 @@ def _show(args: Namespace) -> int:
 
 def _init(args: Namespace) -> int:
     import json
+
+    from vhdkit.library import init_blank_disks  # loaded when the action runs, not for --help
 
     done = init_blank_disks(args.folder)
     if args.json:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from vhdkit.errors import ChannelError
-from vhdkit.vmbus import sizing
 
 from .parsing import RAW_DESCRIPTION, Namespace
 
@@ -76,7 +75,8 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
     plan = actions.add_parser("plan", help="the buffer size a packet rate needs, and its .reg file")
     plan.add_argument("--rate", required=True, help="packets per second (200000pps, 200kpps)")
     plan.add_argument("--quantum", default="10ms", help="how often the guest drains the buffer (default 10ms)")
-    plan.add_argument("--packet-buffer", type=int, default=sizing.PACKET_BUFFER, help="bytes per packet buffer")
+    plan.add_argument("--packet-buffer", type=int, default=None,
+                      help="bytes per packet buffer")
     plan.add_argument("--instance", help="the adapter's instance under the network class key (as 0007); "
                                          "needed with --reg")
     plan.add_argument("--reg", help="write the .reg file (UTF-16LE, as regedit) here")
@@ -102,7 +102,11 @@ def register(sub: Any, help: str) -> None:  # noqa: A002
 def _plan(args: Namespace) -> int:
     import json
 
-    from vhdkit.vmbus.registry import adapter_key, reg_file  # not for --help
+    from vhdkit.vmbus import sizing  # loaded when the action runs, not for --help
+    from vhdkit.vmbus.registry import adapter_key, reg_file
+
+    if args.packet_buffer is None:
+        args.packet_buffer = sizing.PACKET_BUFFER
 
     rate, quantum = parse_rate(args.rate), parse_duration_ns(args.quantum)
     need = sizing.plan_for_rate(rate, quantum, args.packet_buffer)
@@ -133,6 +137,8 @@ def _plan(args: Namespace) -> int:
 
 def _simulate(args: Namespace) -> int:
     import json
+
+    from vhdkit.vmbus import sizing  # loaded when the action runs, not for --help
 
     rates = parse_rates(args.rate)
     quantum = parse_duration_ns(args.quantum)

@@ -19,6 +19,7 @@ from ..ops.check import check
 from ..ops.create import BLANK_SIZES, create
 from ..ops.open import ALLOWED_DIRS_ENV, open_image
 from ..storage import redact
+from .location import default_db
 from .records import DISK_SUFFIXES, ImageRecord, describe, from_row, to_row
 
 SCHEMA = f"""
@@ -28,11 +29,6 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_parent ON images (parent);
 """
 _INSERT = f"INSERT OR REPLACE INTO images VALUES ({', '.join('?' * len(ImageRecord._fields))})"
-
-
-def default_db() -> str:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "vhdkit", "library.sqlite3")
 
 
 class ScanReport(NamedTuple):
