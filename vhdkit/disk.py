@@ -13,10 +13,9 @@ unaligned and out-of-range access and the walk through a differencing chain.
 
 from __future__ import annotations
 
+import _thread
 import bisect
-import functools
 import io
-import threading
 
 from .errors import ParentNotFoundError, ReadOnlyError
 from .formats import RAW
@@ -40,9 +39,18 @@ def fill_zeros(view: memoryview) -> None:
         pos += step
 
 
-@functools.lru_cache(maxsize=16)
+_zeros_by_length: dict[int, bytes] = {}
+
+
 def _zeros_of(n: int) -> bytes:
-    return _ZEROS if n == len(_ZEROS) else bytes(n)
+    """n zero bytes, the last 16 lengths kept (a lock-free dict: two threads may both build one)."""
+    zeros = _zeros_by_length.get(n)
+    if zeros is None:
+        zeros = _ZEROS if n == len(_ZEROS) else bytes(n)
+        if len(_zeros_by_length) >= 16:
+            _zeros_by_length.clear()
+        _zeros_by_length[n] = zeros
+    return zeros
 
 
 def is_zero(data: Any) -> bool:
@@ -207,7 +215,7 @@ class VirtualDisk(io.RawIOBase):
         self._read_only_reason = "is open read-only"
         self._granule = logical_sector_size
         self._pos = 0
-        self._pos_lock = threading.Lock()
+        self._pos_lock = _thread.allocate_lock()
 
     # -- the format's primitives ---------------------------------------------------------------
     def _read_aligned(self, offset: int, buf: memoryview) -> None:

@@ -25,11 +25,11 @@ inode) carrying the union of their locks; conflicts are looked for among other p
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
 import struct
-import threading
 
 from ..errors import ImageInUseError
 from ..runtime_types import Enum
@@ -98,7 +98,7 @@ class _Inode:
 
 
 _inodes: dict[tuple[int, int], _Inode] = {}
-_mutex = threading.Lock()
+_mutex = _thread.allocate_lock()
 
 
 class ImageLock:

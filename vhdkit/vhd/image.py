@@ -11,11 +11,10 @@ written and flushed, and only then its 4-byte BAT entry (one sector write) point
 
 from __future__ import annotations
 
+import _thread
 import struct
 import sys
-import threading
 from array import array
-from collections.abc import Callable
 
 from ..bitmaps import MSB_TO_LSB, bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
@@ -29,9 +28,11 @@ from . import layout as L
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Iterator
 
-ParentResolver = Callable[["VhdDisk"], VirtualDisk]
+    # Given the child, returns its opened parent.
+    ParentResolver = Callable[["VhdDisk"], VirtualDisk]
 
 
 class ParsedFooter(NamedTuple):
@@ -85,7 +86,7 @@ class VhdDisk(VirtualDisk):
             self._read_dynamic(store, file_size, tolerate_checksum)
         super().__init__(store, size=size, logical_sector_size=L.SECTOR, physical_sector_size=L.SECTOR,
                          writable=writable)
-        self._write_lock = threading.RLock()
+        self._write_lock = _thread.RLock()
         if f.disk_type == L.DiskType.DIFFERENCING and parent_resolver is not None:
             self.parent = parent_resolver(self)
 

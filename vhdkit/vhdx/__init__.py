@@ -1,5 +1,5 @@
 """VHDX ([MS-VHDX] v6.00): layout, headers, region table, log, metadata, BAT, and the disk."""
 
-from .image import ParentResolver, VhdxDisk
+from .image import VhdxDisk
 
-__all__ = ["ParentResolver", "VhdxDisk"]
+__all__ = ["VhdxDisk"]

@@ -9,11 +9,10 @@ correctly and larger ones wrongly, so the tests use images that cross chunks.
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import weakref
 from array import array
-from collections import OrderedDict
 
 from ..errors import CorruptImageError
 from ..runtime_types import NamedTuple
@@ -74,8 +73,8 @@ PAGE_ENTRIES = 1 << 17
 _PAGE_BYTES = PAGE_ENTRIES * L.BAT_ENTRY_SIZE
 _MAX_CLEAN_PAGES = 128
 _ZERO_PAGE_BYTES = bytes(_PAGE_BYTES)
-_pages_mutex = threading.Lock()  # every table's page bookkeeping, and the shared clean list
-_clean_pages: OrderedDict[tuple[int, int], weakref.ref[BlockAllocationTable]] = OrderedDict()
+_pages_mutex = _thread.allocate_lock()  # every table's page bookkeeping, and the shared clean list
+_clean_pages: dict[tuple[int, int], weakref.ref[BlockAllocationTable]] = {}  # oldest first
 
 
 def is_zero(raw: bytes | bytearray) -> bool:
@@ -87,7 +86,9 @@ def _remember_clean(table: BlockAllocationTable, page: int) -> None:
     """Called with _pages_mutex held: ``page`` of ``table`` was read; drop the oldest clean pages."""
     _clean_pages[(id(table), page)] = weakref.ref(table)
     while len(_clean_pages) > _MAX_CLEAN_PAGES:
-        (_, old_page), ref = _clean_pages.popitem(last=False)
+        oldest = next(iter(_clean_pages))
+        _, old_page = oldest
+        ref = _clean_pages.pop(oldest)
         owner = ref()
         if owner is not None and old_page not in owner._dirty:  # noqa: SLF001
             owner._pages.pop(old_page, None)  # noqa: SLF001

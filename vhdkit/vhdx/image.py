@@ -7,8 +7,7 @@ the region table, metadata and BAT.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import _thread
 
 from ..bitmaps import bitmap_runs, set_bits
 from ..disk import DiskInfo, Extent, ExtentState, VirtualDisk, fill_zeros
@@ -27,10 +26,12 @@ from .session import Transaction, UnpublishedSession, WriteSession
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Iterator
 
-# Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
-ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
+    # Given the child, returns its opened parent; raises ParentNotFoundError / ParentMismatchError.
+    ParentResolver = Callable[["VhdxDisk"], VirtualDisk]
+
 
 _ZERO_STATES = (L.PayloadBlockState.ZERO, L.PayloadBlockState.UNMAPPED, L.PayloadBlockState.UNMAPPED_V095,
                 L.PayloadBlockState.UNDEFINED)
@@ -63,8 +64,8 @@ class VhdxDisk(VirtualDisk):
         super().__init__(view, size=md.virtual_disk_size, logical_sector_size=md.logical_sector_size,
                          physical_sector_size=md.physical_sector_size, writable=writable)
         self._bitmap_cache: dict[int, bytearray] = {}
-        self._bitmap_lock = threading.Lock()
-        self._write_lock = threading.RLock()
+        self._bitmap_lock = _thread.allocate_lock()
+        self._write_lock = _thread.RLock()
         self._session = (UnpublishedSession(self) if unpublished else WriteSession(self)) if writable else None
         self._unpublished = unpublished
         # A merge writes a child's own data into this parent: the chain reads the same throughout,
