@@ -171,14 +171,14 @@ def _preflight(vm: Any, kind: str, to: str | None, facts_files: list[str]) -> bo
 def _event_printer(args: Namespace) -> Any:
     """Events as JSON lines (--events), or a progress bar on a terminal: the files copied of the
     VM's total, then the mirrored disks summed, each disk's share after the figures."""
+    import json
+
     from .progress import ProgressBar
 
     bar = ProgressBar("moving")
     disks: dict[str, tuple[int, int]] = {}
 
     def on_event(event: str, fields: dict[str, Any]) -> None:
-        import json
-
         if args.events:
             print(json.dumps({"event": event, **fields}), flush=True)
         elif event == "copying":

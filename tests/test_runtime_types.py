@@ -11,36 +11,30 @@ import pytest
 from vhdkit.runtime_types import NamedTuple
 
 
-class Ours(NamedTuple):
-    """A point with a label."""
+def _point(base):
+    """The same declaration over either implementation."""
 
-    x: int
-    y: int
-    label: str = "p"
-    weight: float = 1.0
+    class Point(base):
+        """A point with a label."""
 
-    @property
-    def total(self) -> int:
-        return self.x + self.y
+        x: int
+        y: int
+        label: str = "p"
+        weight: float = 1.0
 
-    def scaled(self, k: int) -> Ours:
-        return self._replace(x=self.x * k, y=self.y * k)
+        @property
+        def total(self) -> int:
+            return self.x + self.y
+
+        def scaled(self, k: int) -> Point:
+            return self._replace(x=self.x * k, y=self.y * k)
+
+    return Point
 
 
-class Theirs(typing.NamedTuple):
-    """A point with a label."""
-
-    x: int
-    y: int
-    label: str = "p"
-    weight: float = 1.0
-
-    @property
-    def total(self) -> int:
-        return self.x + self.y
-
-    def scaled(self, k: int) -> Theirs:
-        return self._replace(x=self.x * k, y=self.y * k)
+Ours, Theirs = _point(NamedTuple), _point(typing.NamedTuple)
+QUALNAMES = Ours.__qualname__, Theirs.__qualname__  # as each made them from the class body
+Ours.__qualname__, Theirs.__qualname__ = "Ours", "Theirs"  # module-level names: instances pickle
 
 
 CALLS = [((1, 2), {}), ((1, 2, "q"), {}), ((1, 2, "q", 3.0), {}), ((1,), {"y": 2}), ((), {"x": 1, "y": 2}),
@@ -67,7 +61,8 @@ def test_class_level_attributes_match_typing():
     assert Ours._fields == Theirs._fields == Ours.__match_args__
     assert Ours._field_defaults == Theirs._field_defaults
     assert Ours.__doc__ == Theirs.__doc__ and Ours.__module__ == Theirs.__module__
-    assert Ours.__qualname__ == "Ours" and issubclass(Ours, tuple) and not hasattr(Ours(1, 2), "__dict__")
+    assert QUALNAMES == ("_point.<locals>.Point",) * 2
+    assert issubclass(Ours, tuple) and not hasattr(Ours(1, 2), "__dict__")
     assert Ours.x.__doc__ == Theirs.x.__doc__
 
 

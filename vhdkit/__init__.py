@@ -12,8 +12,6 @@ migration, NBD, SMB, netvirt or vmbus code.
 
 from __future__ import annotations
 
-import importlib
-
 from ._version import __version__
 from .disk import DiskInfo, Extent, ExtentState, RawDisk, VirtualDisk
 from .errors import (
@@ -32,11 +30,10 @@ from .errors import (
     VhdkitError,
 )
 from .formats import FORMATS, Format
+from .runtime_types import lazy_attributes
 
 TYPE_CHECKING = False  # typing is not loaded at run time (vhdkit/runtime_types.py says why)
 if TYPE_CHECKING:
-    from typing import Any
-
     from .ops.check import check
     from .ops.convert import convert
     from .ops.create import BLANK_SIZES, create
@@ -48,31 +45,22 @@ if TYPE_CHECKING:
     from .vhd.image import VhdDisk
     from .vhdx.image import VhdxDisk
 
-# name -> (module, attribute): what each public name is, loaded on first use
+# name -> "module:attribute": what each public name is, loaded on first use
 _LAZY = {
-    "open": ("vhdkit.ops.open", "open_image"),
-    "detect_format": ("vhdkit.ops.open", "detect_format"),
-    "create": ("vhdkit.ops.create", "create"),
-    "BLANK_SIZES": ("vhdkit.ops.create", "BLANK_SIZES"),
-    "check": ("vhdkit.ops.check", "check"),
-    "convert": ("vhdkit.ops.convert", "convert"),
-    "merge": ("vhdkit.ops.merge", "merge"),
-    "resize": ("vhdkit.ops.resize", "resize"),
-    "compact": ("vhdkit.ops.resize", "compact"),
-    "set_parent": ("vhdkit.ops.reparent", "set_parent"),
-    "VhdxDisk": ("vhdkit.vhdx.image", "VhdxDisk"),
-    "VhdDisk": ("vhdkit.vhd.image", "VhdDisk"),
+    "open": "vhdkit.ops.open:open_image",
+    "detect_format": "vhdkit.ops.open",
+    "create": "vhdkit.ops.create",
+    "BLANK_SIZES": "vhdkit.ops.create",
+    "check": "vhdkit.ops.check",
+    "convert": "vhdkit.ops.convert",
+    "merge": "vhdkit.ops.merge",
+    "resize": "vhdkit.ops.resize",
+    "compact": "vhdkit.ops.resize",
+    "set_parent": "vhdkit.ops.reparent",
+    "VhdxDisk": "vhdkit.vhdx.image",
+    "VhdDisk": "vhdkit.vhd.image",
 }
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'vhdkit' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value  # once loaded, an ordinary attribute
-    return value
+__getattr__ = lazy_attributes(globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

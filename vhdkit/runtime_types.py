@@ -23,12 +23,16 @@ ValueError otherwise), with enum's name, value, repr, str, format, hash, iterati
 pickling; the tests compare each with enum's. Not here: auto(), Flag's composite members and
 their names (an IntFlag's ``|`` and ``&`` give plain ints), ``__members__``, functional creation.
 
+`lazy_attributes` makes a package's ``__getattr__`` (PEP 562) for names it exports but loads only
+when first used, so that importing the package does not import what few of its users need.
+
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from enum import Enum as Enum
     from enum import IntEnum as IntEnum
     from enum import IntFlag as IntFlag
@@ -266,3 +270,21 @@ else:
                 member._name_, member._value_ = None, value
                 return member
             return super()._missing_(value)
+
+
+def lazy_attributes(namespace: dict[str, object], where: dict[str, str]) -> Callable[[str], object]:
+    """A module's ``__getattr__`` (PEP 562): ``where`` maps each name to "module:attribute" (just
+    "module" if the attribute has the name's name); loaded on first use, then an ordinary attribute."""
+
+    def __getattr__(name: str) -> object:
+        try:
+            module, _, attribute = where[name].partition(":")
+        except KeyError:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}") from None
+        import importlib
+
+        value = getattr(importlib.import_module(module), attribute or name)
+        namespace[name] = value
+        return value
+
+    return __getattr__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..runtime_types import lazy_attributes
 from .location import default_db
 
 TYPE_CHECKING = False
@@ -11,15 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageRecord", "Library", "ScanReport", "default_db", "init_blank_disks"]
 
-# Loaded on first use (PEP 562): the catalog brings sqlite3, and naming the default index needs none of it.
-_LAZY = {"Library": "catalog", "ScanReport": "catalog", "init_blank_disks": "catalog", "ImageRecord": "records"}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+# Loaded on first use: the catalog brings sqlite3, and naming the default index needs none of it.
+__getattr__ = lazy_attributes(globals(), {"Library": f"{__name__}.catalog", "ScanReport": f"{__name__}.catalog",
+                                          "init_blank_disks": f"{__name__}.catalog",
+                                          "ImageRecord": f"{__name__}.records"})

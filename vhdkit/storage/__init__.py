@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..runtime_types import lazy_attributes
 from .base import BaseStore, Borrowed, Store, read_fully, redact
 from .local import LocalStore
 
@@ -17,18 +18,10 @@ if TYPE_CHECKING:
     from .fsspec_store import FsspecStore
     from .overlay import OverlayStore
 
-# Loaded on first use (PEP 562): a local disk needs none of them, and every module costs start-up.
-_LAZY = {"FileObjectStore": "fileobj", "FsspecStore": "fsspec_store", "OverlayStore": "overlay"}
-
-
-def __getattr__(name: str) -> type:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value: type = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+# Loaded on first use: a local disk needs none of them, and every module costs start-up.
+__getattr__ = lazy_attributes(globals(), {"FileObjectStore": f"{__name__}.fileobj",
+                                          "FsspecStore": f"{__name__}.fsspec_store",
+                                          "OverlayStore": f"{__name__}.overlay"})
 
 __all__ = [
     "BaseStore",
