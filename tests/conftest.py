@@ -164,3 +164,45 @@ def smb_env(samba, monkeypatch):
     """The password where vhdkit looks for it (never in a URL the tests print)."""
     monkeypatch.setenv("VHDKIT_SMB_PASSWORD", samba.password)
     return samba
+
+
+# -- a test that hangs ends the run, saying which test and where every thread stood -------------
+# A deadlock must cost minutes, not the whole CI budget, and leave a diagnosis: past the limit a
+# timer thread prints the test's name and every thread's stack to the real stderr (pytest
+# captures fd 2) and ends the process with status 1. faulthandler's own C timer backs it up in
+# case the interpreter itself is stuck.
+TEST_TIME_LIMIT = float(os.environ.get("VHDKIT_TEST_TIME_LIMIT", "600"))
+_watchdog_stream: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _watchdog_stream
+    _watchdog_stream = os.fdopen(os.dup(2), "w")
+
+
+def _hung(nodeid: str) -> None:
+    import faulthandler
+
+    stream = _watchdog_stream
+    stream.write(f"\n\n{nodeid} has run for over {TEST_TIME_LIMIT:g} s (VHDKIT_TEST_TIME_LIMIT): it is stuck. "
+                 "Every thread's stack, then the run ends:\n")
+    stream.flush()
+    faulthandler.dump_traceback(file=stream, all_threads=True)
+    stream.flush()
+    os._exit(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    import faulthandler
+    import threading
+
+    timer = threading.Timer(TEST_TIME_LIMIT, _hung, args=(item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(TEST_TIME_LIMIT + 60, exit=True, file=_watchdog_stream)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        timer.cancel()
