@@ -4,6 +4,7 @@ acknowledged write, whatever the mode, the formats, or the faults on the way."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import pytest
@@ -202,6 +203,46 @@ def test_a_stop_policy_pauses_until_resumed(tmp_path):
     faulty.fail_writes = False
     job.resume()
     job.complete(60)
+    assert read_all(guest) == bytes(shadow)
+    guest.close()
+
+
+class FailingInTurn(FaultyStore):
+    """A target whose first two writes fail: the first once the second is under way, the second
+    only when the test lets it (after the job was resumed)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.fail_writes = 2
+        self.second_under_way = threading.Event()
+        self.let_second_fail = threading.Event()
+
+    def pwrite(self, offset, data):
+        if self._failing("fail_writes"):
+            if self.fail_writes == 1:  # the first
+                self.second_under_way.wait(10)
+            else:
+                self.second_under_way.set()
+                self.let_second_fail.wait(10)
+            raise OSError(28, "injected: no space left on device")
+        return self.inner.pwrite(offset, data)
+
+
+def test_an_error_from_before_a_resume_does_not_pause_the_job_again(tmp_path):
+    """Two copies fail under the "stop" policy; the second fails only after the operator resumed.
+    It was under way before the pause: its range is copied again, and the job goes on."""
+    src = tmp_path / "src.raw"
+    shadow = make_source(src, "raw")
+    guest = GuestDisk(vhdkit.open(src, "r+"))
+    new_target(tmp_path / "dst.raw", "raw").close()
+    faulty = FailingInTurn(open_store(tmp_path / "dst.raw", writable=True))
+    job = MirrorJob(guest, formats.RAW.disk_class()(faulty, writable=True), on_target_error="stop").start()
+    assert job.wait("paused", 10) == "paused"
+    assert faulty.second_under_way.wait(10)
+    job.resume()
+    faulty.let_second_fail.set()
+    assert job.wait("ready", 30) == "ready", job.status()
+    job.complete(30)
     assert read_all(guest) == bytes(shadow)
     guest.close()
 

@@ -42,8 +42,9 @@ class CopyingJob(Protocol):
     state: MirrorState
     started_at: float
     retries: int
+    resumes: int
 
-    def trouble(self, side: str, what: str, *, wait: bool = True) -> None: ...
+    def trouble(self, side: str, what: str, *, wait: bool = True, begun: int | None = None) -> None: ...
 
     def become_ready(self) -> None: ...
 
@@ -82,7 +83,7 @@ class Copier:
             claim = self._claim()
             if claim is None:
                 return
-            first, end = claim
+            first, end, begun = claim
             offset, length = job.dirty.byte_range(first, end)
             view = memoryview(buf)[:length]
             try:
@@ -92,13 +93,13 @@ class Copier:
                         raise MigrationError(f"short read at {offset:#x}")
                 except Exception as e:  # noqa: BLE001
                     job.dirty.mark_grains(first, end)
-                    job.trouble("source", f"reading {length} bytes at {offset:#x}: {e}")
+                    job.trouble("source", f"reading {length} bytes at {offset:#x}: {e}", begun=begun)
                     continue
                 try:
                     wrote = self._write_target(first, end, offset, view)
                 except Exception as e:  # noqa: BLE001
                     job.dirty.mark_grains(first, end)
-                    job.trouble("target", f"writing {length} bytes at {offset:#x}: {e}")
+                    job.trouble("target", f"writing {length} bytes at {offset:#x}: {e}", begun=begun)
                     continue
                 self.copied += wrote
                 self.skipped_zero += length - wrote
@@ -140,8 +141,9 @@ class Copier:
                 run_start = None
         return wrote
 
-    def _claim(self) -> tuple[int, int] | None:
-        """The next dirty run, cleared and owned; None when the job is over."""
+    def _claim(self) -> tuple[int, int, int] | None:
+        """The next dirty run, cleared and owned, with the job's resume count at the claim (see
+        MirrorJob.trouble); None when the job is over."""
         job = self.job
         while True:
             with job.cond:
@@ -152,6 +154,7 @@ class Copier:
                     self._cursor = run[1] % job.dirty.grains
                     self._copying_now += 1
                     job.dirty.clear_grains(*run)  # before the read: see the module note
+                    begun = job.resumes
                     break
                 settle = (job.state is MirrorState.COPYING and not self._copying_now and not self.hold
                           and not self._settling)
@@ -164,7 +167,7 @@ class Copier:
             else:
                 self._flush_ahead()
         job.ranges.acquire(*run)  # waits out a guest write to these grains
-        return run
+        return run[0], run[1], begun
 
     def _settle(self) -> None:
         """The pass is done: flush the target once, then be ready, unless the guest dirtied

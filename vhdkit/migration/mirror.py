@@ -72,6 +72,7 @@ class MirrorJob:
                              target_is_zeroed=target_is_zeroed and not shallow, flush_interval=flush_interval)
         self.max_retries = max_retries
         self.retries = 0  # errors in a row under the "retry" policy
+        self.resumes = 0  # resume() calls: tells an error of an operation begun before the latest one
         self.shallow = shallow
         self.convergence_window = convergence_window
         self.auto_switch = auto_switch
@@ -158,6 +159,7 @@ class MirrorJob:
             if self.state is not MirrorState.PAUSED:
                 return
             self.retries = 0
+            self.resumes += 1
             self.copier.hold = False
             self.state = MirrorState.COPYING
             self.cond.notify_all()
@@ -188,6 +190,7 @@ class MirrorJob:
     # -- the guest's writes --------------------------------------------------------------------
     def guest_write(self, offset: int, data: Any) -> None:
         view = memoryview(data).cast("B")
+        begun = self.resumes
         first, end = self.dirty.span(offset, len(view))
         self.ranges.acquire(first, end)
         try:
@@ -203,7 +206,7 @@ class MirrorJob:
                 self.target.pwrite(offset, view)
             except Exception as e:  # noqa: BLE001 - the guest's write succeeded on the source
                 self.dirty.mark_grains(first, end)  # the copier retries it, if the policy says so
-                self.trouble("target", f"mirroring a guest write at {offset:#x}: {e}", wait=False)
+                self.trouble("target", f"mirroring a guest write at {offset:#x}: {e}", wait=False, begun=begun)
                 return
             self.dirty.touch_grains(first, end)
             self.dirty.clear_grains(*self.dirty.inside(offset, len(view)))
@@ -254,8 +257,12 @@ class MirrorJob:
                 self.converging = True
 
     # -- trouble -------------------------------------------------------------------------------
-    def trouble(self, side: str, what: str, *, wait: bool = True) -> None:
-        """An error reading the source or writing the target: do what that side's policy says."""
+    def trouble(self, side: str, what: str, *, wait: bool = True, begun: int | None = None) -> None:
+        """An error reading the source or writing the target: do what that side's policy says.
+        The caller has marked the range dirty again. ``begun``: ``resumes`` when the operation
+        began. Under "stop", an operation that was under way when the job paused may fail after
+        the operator's resume(): that error is the old one's, and must not pause the job again
+        (its range is copied again, and a target still in trouble fails that copy anew)."""
         policy = self.policies[side]
         message = f"{side} error {what}"
         if policy is ErrorPolicy.RETRY:
@@ -267,6 +274,9 @@ class MirrorJob:
             message += f" (after {self.max_retries} retries)"
         elif policy is ErrorPolicy.STOP:
             with self.cond:
+                stale = begun is not None and begun != self.resumes
+                if stale or self.state not in (MirrorState.COPYING, MirrorState.READY):
+                    return  # resumed since, already paused, or over: nothing to stop
                 self.state = MirrorState.PAUSED
                 self.error = message
                 self.copier.hold = True
