@@ -33,8 +33,17 @@ class StampedWriter:
         return self
 
     def stop(self) -> None:
+        """Stop writing; a write that never returns fails the test here, showing where it stands
+        (the next switch-over would otherwise wait for it without end)."""
         self._stop.set()
         self._thread.join(30)
+        if self._thread.is_alive():
+            import sys
+            import traceback
+
+            frame = sys._current_frames().get(self._thread.ident)  # noqa: SLF001
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
+            raise AssertionError(f"the guest's write has not returned in 30 s; it stands at:\n{where}")
 
     def mark_switch(self) -> None:
         self._switched = True
