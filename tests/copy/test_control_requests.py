@@ -89,3 +89,20 @@ def test_a_sound_request_still_runs(service):
     assert ask(control, b'{"cmd": "wait", "state": "ready", "timeout": 30}')["job"]["state"] == "ready"
     assert ask(control, b'{"cmd": "complete", "timeout": 30}')["job"]["state"] == "completed"
     assert target.read_bytes() == bytes(4 * MiB)
+
+
+def test_the_old_source_is_closed_without_fsync_after_the_switch(service):
+    """Everything the guest wrote is on the target once it has switched: the old file's fsync
+    would only hold up the guest's first writes to the target (one journal on ext4)."""
+    svc, control, tmp_path = service
+    source_store = svc.guest.active.store
+    flushes = []
+    flush = source_store.flush
+    source_store.flush = lambda: (flushes.append(1), flush())[1]
+    svc.guest.pwrite(0, b"written before the migration")
+    assert ask(control, json.dumps({"cmd": "migrate", "to": str(tmp_path / "target.raw")}).encode())["ok"]
+    assert ask(control, b'{"cmd": "wait", "state": "ready", "timeout": 30}')["job"]["state"] == "ready"
+    assert ask(control, b'{"cmd": "complete", "timeout": 30}')["job"]["state"] == "completed"
+    svc.stop()  # waits for the old source's close
+    assert source_store.closed and not flushes
+    assert (tmp_path / "target.raw").read_bytes()[:28] == b"written before the migration"
