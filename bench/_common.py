@@ -166,7 +166,7 @@ def installed_vhdkit(workdir: Path) -> str:
     subprocess.run([str(venv_dir / "bin" / "python"), "-m", "compileall", "-q", str(site / "vhdkit"),
                     str(site / "vhdkit_cli")], check=True, stdout=subprocess.DEVNULL)
     launcher = venv_dir / "bin" / "vhdkit"
-    launcher.write_text(f"#!{venv_dir / 'bin' / 'python'}\nimport sys\nfrom vhdkit_cli.main import main\n"
-                        "sys.exit(main())\n")
+    launcher.write_text(f"#!{venv_dir / 'bin' / 'python'}\nimport sys\nfrom vhdkit_cli.main import run\n"
+                        "sys.exit(run())\n")
     launcher.chmod(0o755)
     return str(launcher)

@@ -85,7 +85,7 @@ def main() -> int:
 def importtime(argv: list[str], python: str) -> list[tuple[str, str, str]]:
     """``-X importtime``'s lines for one run, largest own time first."""
     if argv[0] != python:  # the launcher: run its module through the same interpreter
-        argv = [python, "-c", "import sys; from vhdkit_cli.main import main; sys.exit(main())", *argv[1:]]
+        argv = [python, "-c", "import sys; from vhdkit_cli.main import run; sys.exit(run())", *argv[1:]]
     done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True)
     rows = []
     for line in done.stderr.splitlines():

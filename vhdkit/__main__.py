@@ -1,5 +1,5 @@
 """``python -m vhdkit``: the same command line as ``vhdkit``."""
 
-from vhdkit_cli.main import main
+from vhdkit_cli.main import run
 
-raise SystemExit(main())
+run()
