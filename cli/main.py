@@ -7,11 +7,11 @@ should not grow with every command added.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import vhdkit
 from vhdkit.errors import VhdkitError
+from vhdkit.runtime_types import import_module
 
 from .options import apply_allowed_parent_dirs, apply_force_share
 from .parsing import Namespace, ParserSpec, fast_parse, to_argparse, version_requested
@@ -58,7 +58,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ParserSpec:
     for name, (help_text, where) in COMMANDS.items():
         if argv is None or name == wanted:
             module_name, _, function = where.partition(":")
-            getattr(importlib.import_module(f"{__package__}.{module_name}"), function or "register")(sub, help_text)
+            getattr(import_module(f"{__package__}.{module_name}"), function or "register")(sub, help_text)
         elif not alone:
             sub.add_parser(name, help=help_text)
     return parser

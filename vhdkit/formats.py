@@ -13,9 +13,9 @@ VHD does not load the VHD code (start-up is most of a small job's time).
 
 from __future__ import annotations
 
-import importlib
 import os
-from .runtime_types import NamedTuple, Protocol
+
+from .runtime_types import NamedTuple, Protocol, import_module
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Format(NamedTuple):
         if ref is None:
             raise LookupError(f"{self.title} has no {what}")
         module, _, attribute = ref.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return getattr(import_module(module), attribute)
 
     def disk_class(self) -> Any:
         return self.load("disk")

@@ -30,9 +30,12 @@ when first used, so that importing the package does not import what few of its u
 
 from __future__ import annotations
 
+import sys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
     from enum import Enum as Enum
     from enum import IntEnum as IntEnum
     from enum import IntFlag as IntFlag
@@ -272,6 +275,16 @@ else:
             return super()._missing_(value)
 
 
+def import_module(name: str) -> Any:
+    """The module ``name`` (absolute), imported if it is not yet: importlib.import_module without
+    importing importlib, which brings warnings (~1 ms of every command that loads one lazily)."""
+    module = sys.modules.get(name)
+    if module is None:
+        __import__(name)
+        module = sys.modules[name]
+    return module
+
+
 def lazy_attributes(namespace: dict[str, object], where: dict[str, str]) -> Callable[[str], object]:
     """A module's ``__getattr__`` (PEP 562): ``where`` maps each name to "module:attribute" (just
     "module" if the attribute has the name's name); loaded on first use, then an ordinary attribute."""
@@ -281,9 +294,7 @@ def lazy_attributes(namespace: dict[str, object], where: dict[str, str]) -> Call
             module, _, attribute = where[name].partition(":")
         except KeyError:
             raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}") from None
-        import importlib
-
-        value = getattr(importlib.import_module(module), attribute or name)
+        value = getattr(import_module(module), attribute or name)
         namespace[name] = value
         return value
 

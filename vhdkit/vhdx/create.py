@@ -14,7 +14,6 @@ after the BAT, and its space reserved with fallocate (not written: it reads as z
 
 from __future__ import annotations
 
-from array import array
 
 from .._version import CREATOR
 from ..disk import VirtualDisk, child_size
@@ -23,7 +22,7 @@ from ..runtime_types import NamedTuple
 from ..storage import Store
 from ..units import MiB, align_up, is_power_of_two
 from . import layout as L
-from .bat import BatGeometry, BlockAllocationTable
+from .bat import BatGeometry, BlockAllocationTable, new_entries
 from .checksum import with_checksum
 from .metadata import build_parent_locator
 
@@ -146,7 +145,7 @@ def write_new_vhdx(store: Store, *, size: int, disk_type: str = "dynamic", block
     store.pwrite(METADATA_OFFSET, _metadata_region(size, disk_type, block_size, logical_sector_size,
                                                    physical_sector_size, disk_id or Guid.random(), parent))
     if disk_type == "fixed":
-        bat = BlockAllocationTable(geometry, array("Q", bytes(geometry.entry_count * 8)), BAT_OFFSET)
+        bat = BlockAllocationTable(geometry, new_entries(geometry.entry_count), BAT_OFFSET)
         for block in range(geometry.data_blocks):
             bat.set_payload(block, L.PayloadBlockState.FULLY_PRESENT, payload_start + block * block_size)
         store.pwrite(BAT_OFFSET, bat.to_bytes())
