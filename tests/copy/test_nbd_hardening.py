@@ -247,3 +247,30 @@ def test_unix_sockets_are_private_and_never_replace_a_file(tmp_path):
     stale.close()
     served = Serve(image, f"unix:{sock}")
     served.stop()
+
+
+def test_stop_while_a_connection_is_being_taken_in(tmp_path, monkeypatch):
+    """A connection accepted as stop() begins: its thread is either started before stop() looks,
+    or never made. (stop() once joined a thread the accept loop had listed but not yet started.)"""
+    import vhdkit.nbd.server as server_module
+
+    stop_began = threading.Event()
+
+    class LateThread(threading.Thread):
+        def start(self) -> None:
+            if self.name == "vhdkit-nbd-conn":  # the connection's thread starts only once stop() runs
+                stop_began.wait(5)
+                time.sleep(0.3)
+            super().start()
+
+    monkeypatch.setattr(server_module.threading, "Thread", LateThread)
+    disk = vhdkit.create(tmp_path / "d.vhdx", 8 * MiB)
+    sock = tmp_path / "s.sock"
+    server = NbdServer(disk).listen(f"unix:{sock}").start()
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(sock))
+    time.sleep(0.2)  # accepted; its thread waits to start
+    stop_began.set()
+    server.stop()
+    client.close()
+    disk.close()

@@ -120,15 +120,20 @@ class NbdServer:
             except OSError:
                 self._slots.release()
                 break
-            if self._stopping.is_set():
-                conn.close()
-                self._slots.release()
-                break
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            thread = threading.Thread(target=self._serve, args=(conn,), name="vhdkit-nbd-conn", daemon=True)
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-            thread.start()
+            # Under the lock stop() takes to end the sessions and list the threads: a connection
+            # is either known to it (its session ended, its thread started) or never served.
+            with self._lock:
+                if self._stopping.is_set():
+                    conn.close()
+                    self._slots.release()
+                    break
+                session = _Session(self, conn)
+                self._sessions.add(session)
+                thread = threading.Thread(target=self._serve, args=(session,), name="vhdkit-nbd-conn", daemon=True)
+                thread.start()
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def stop(self) -> None:
         """Stop accepting, end every connection, flush the disk."""
@@ -145,7 +150,8 @@ class NbdServer:
                     session.conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        for thread in self._threads:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(5)
         if self._unix_path:
             try:
@@ -158,10 +164,8 @@ class NbdServer:
             pass
 
     # -- one connection ------------------------------------------------------------------------
-    def _serve(self, conn: socket.socket) -> None:
-        session = _Session(self, conn)
-        with self._lock:
-            self._sessions.add(session)
+    def _serve(self, session: _Session) -> None:
+        conn = session.conn
         try:
             conn.settimeout(self.handshake_limit)  # a client that never finishes holds no slot for long
             if session.handshake():
