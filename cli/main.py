@@ -14,7 +14,7 @@ from vhdkit.errors import VhdkitError
 from vhdkit.runtime_types import import_module
 
 from .options import apply_allowed_parent_dirs, apply_force_share
-from .parsing import Namespace, ParserSpec, fast_parse, to_argparse, version_requested
+from .parsing import Namespace, ParserSpec, fast_parse, help_width, to_argparse, version_requested
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,13 +71,24 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 
 def parse(argv: list[str]) -> Namespace:
-    """The options, read without argparse when the command line is ordinary (cli/parsing.py);
-    argparse prints the help, the version and every mistake, and exits."""
+    """The options, read without argparse when the command line is ordinary (cli/parsing.py).
+    ``--version`` and ``COMMAND... --help`` are printed here (cli/helptext.py lays out argparse's
+    help text); argparse prints every other help and every mistake, and exits."""
     spec = build_parser(argv)
     version = version_requested(spec, argv)
     if version is not None:
         print(version)
         raise SystemExit(0)
+    if argv and argv[-1] in ("-h", "--help"):  # help: laid out here when it can be (cli/helptext.py)
+        from .helptext import help_requested
+
+        text = help_requested(spec, argv, help_width())
+        if text is not None:
+            try:
+                sys.stdout.write(text)
+            except (AttributeError, OSError):  # as argparse's print_help: a closed output is no error
+                pass
+            raise SystemExit(0)
     args = fast_parse(spec, argv)
     if args is None:
         args = to_argparse(spec).parse_args(argv, namespace=Namespace())

@@ -13,6 +13,8 @@ or choice that fails, a missing required option, two options of an exclusive gro
 argparse would split differently) makes it answer None, and `to_argparse` then replays the same
 record into argparse, which prints the help or the error exactly as before. The two must agree on
 everything `fast_parse` accepts; tests/test_cli_parsing.py holds them to it for every command.
+``COMMAND... --help`` itself is laid out from the same record by cli/helptext.py, held to
+argparse's text by tests/test_cli_help.py.
 """
 
 from __future__ import annotations
@@ -339,7 +341,7 @@ def to_argparse(root: ParserSpec) -> Any:
         def __init__(self, *args: Any, formatter_class: Any = argparse.HelpFormatter, **kwargs: Any) -> None:
             if formatter_class == RAW_DESCRIPTION:
                 formatter_class = argparse.RawDescriptionHelpFormatter
-            super().__init__(*args, formatter_class=lambda prog: formatter_class(prog, width=_help_width()),
+            super().__init__(*args, formatter_class=lambda prog: formatter_class(prog, width=help_width()),
                              **kwargs)
 
     parser = Parser(**root.kwargs)
@@ -359,7 +361,7 @@ def _replay(spec: ParserSpec, parser: Any) -> None:
             real[id(recorded)] = made
 
 
-def _help_width() -> int:
+def help_width() -> int:
     """What argparse would take: $COLUMNS, else the terminal's width, else 80; less 2."""
     try:
         columns = int(os.environ["COLUMNS"])

@@ -82,9 +82,14 @@ def test_version_and_the_library_root_load_none_of_it(tmp_path):
     assert r.stdout.strip() == "[]", r.stderr
 
 
-def test_help_still_loads_argparse_and_prints_it(tmp_path):
-    """The guard above must be able to fail: help is argparse's, so it shows there."""
+def test_help_loads_none_of_it_and_a_mistake_loads_argparse(tmp_path):
+    """Help is laid out without argparse (cli/helptext.py); a mistake is argparse's to explain, so
+    the guard above can fail."""
     python, env = _python(tmp_path)
-    r = subprocess.run([*python, "-c", RUN.format(jobs=[["check", "--help"]], unwanted=NOT_LOADED)],
+    jobs = [["--help"], ["check", "--help"], ["vm", "show", "--help"]]
+    r = subprocess.run([*python, "-c", RUN.format(jobs=jobs, unwanted=NOT_LOADED_FOR_VHDX)],
                        capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert "usage: vhdkit check" in r.stdout and "argparse" in ast.literal_eval(r.stdout.splitlines()[-1])
+    assert "usage: vhdkit check" in r.stdout and ast.literal_eval(r.stdout.splitlines()[-1]) == []
+    r = subprocess.run([*python, "-c", RUN.format(jobs=[["check", "--no-such-option"]], unwanted=NOT_LOADED)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "vhdkit check: error:" in r.stderr and "argparse" in ast.literal_eval(r.stdout.splitlines()[-1])
