@@ -106,3 +106,31 @@ def test_the_old_source_is_closed_without_fsync_after_the_switch(service):
     svc.stop()  # waits for the old source's close
     assert source_store.closed and not flushes
     assert (tmp_path / "target.raw").read_bytes()[:28] == b"written before the migration"
+
+
+def test_an_old_vhdx_source_is_written_back_before_its_log_session_ends(tmp_path):
+    """A VHDX source still flushes as its log session ends; its pages go back first, so that
+    flush is a short journal commit."""
+    import vhdkit
+
+    image = tmp_path / "disk.vhdx"
+    vhdkit.create(image, 4 * MiB, format="vhdx").close()
+    svc = DiskService(str(image))
+    control = tmp_path / "control.sock"
+    svc.serve_control(str(control))
+    source = svc.guest.active
+    calls = []
+    writeback, flush = source.store.start_writeback, source.store.flush
+    source.store.start_writeback = lambda wait=False: (calls.append(f"writeback wait={wait}"), writeback(wait))[1]
+    source.store.flush = lambda: (calls.append("flush"), flush())[1]
+    try:
+        svc.guest.pwrite(0, b"before the migration")
+        assert ask(control, json.dumps({"cmd": "migrate", "to": str(tmp_path / "target.vhdx")}).encode())["ok"]
+        assert ask(control, b'{"cmd": "wait", "state": "ready", "timeout": 30}')["job"]["state"] == "ready"
+        calls.clear()
+        assert ask(control, b'{"cmd": "complete", "timeout": 30}')["job"]["state"] == "completed"
+    finally:
+        svc.stop()
+    assert source.store.closed and calls[:2] == ["writeback wait=True", "flush"], calls
+    with vhdkit.open(tmp_path / "target.vhdx") as target:
+        assert target.pread(0, 20) == b"before the migration"

@@ -148,7 +148,8 @@ class DiskService:
             # bench/migrate.py: W2 p99 after the switch 0.7-0.8 ms against QEMU's 0.2-0.3, which
             # leaves its source open). A VHDX source still ends its log session, flush and all.
             job.source.flush_on_close = False
-            closing = threading.Thread(target=job.source.close, name="vhdkit-close-source", daemon=False)
+            closing = threading.Thread(target=_close_old_source, args=(job.source,), name="vhdkit-close-source",
+                                       daemon=False)
             closing.start()
             self._closing.append(closing)
         return result
@@ -200,6 +201,20 @@ class DiskService:
             return {"ok": True, "stopping": True}  # stop
         except (VhdkitError, ValueError, KeyError, TypeError, OSError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def _close_old_source(disk: Any) -> None:
+    """Close a source the guest has left. A VHDX still ends its log session with a flush: its
+    dirty pages are written back first (sync_file_range starts no journal commit), so that flush
+    is a short commit, not a writeback the guest's writes to the target queue behind
+    (bench/migrate.py, VHDX source: guest p99 after the switch 2.0 -> 0.5 ms). Other formats
+    close without a flush, and a writeback would only compete with the guest (W2: 0.3 -> 1.0 ms)."""
+    if disk.format_name == "vhdx":
+        try:
+            disk.start_writeback(wait=True)
+        except (VhdkitError, OSError, ValueError):
+            pass  # a hint; close() reports what matters
+    disk.close()
 
 
 def _remove(path: str) -> None:
