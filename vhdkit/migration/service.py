@@ -209,7 +209,7 @@ def _close_old_source(disk: Any) -> None:
     is a short commit, not a writeback the guest's writes to the target queue behind
     (bench/migrate.py, VHDX source: guest p99 after the switch 2.0 -> 0.5 ms). Other formats
     close without a flush, and a writeback would only compete with the guest (W2: 0.3 -> 1.0 ms)."""
-    if disk.format_name == "vhdx":
+    if formats.of(disk) is formats.VHDX:
         try:
             disk.start_writeback(wait=True)
         except (VhdkitError, OSError, ValueError):
