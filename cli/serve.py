@@ -14,7 +14,6 @@ a "stop" request; the disk is flushed and closed on the way out.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from vhdkit.storage import redact
@@ -87,6 +86,8 @@ def run(args: Namespace) -> int:
 def run_until_stopped(server: Any, start: Callable[[], str], stopped: Callable[[], str]) -> None:
     """Start ``server`` (``start`` returns the line saying what it serves; a failure stops it),
     stop it on SIGINT or SIGTERM, and wait for that: the life of `vhdkit serve` and `vm serve`."""
+    import signal  # here, not at the top: signal loads enum, which `serve --help` has no use for
+
     try:
         started = start()
     except BaseException:

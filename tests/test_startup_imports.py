@@ -86,7 +86,7 @@ def test_help_loads_none_of_it_and_a_mistake_loads_argparse(tmp_path):
     """Help is laid out without argparse (cli/helptext.py); a mistake is argparse's to explain, so
     the guard above can fail."""
     python, env = _python(tmp_path)
-    jobs = [["--help"], ["check", "--help"], ["vm", "show", "--help"]]
+    jobs = [["--help"], ["check", "--help"], ["vm", "show", "--help"], ["serve", "--help"]]
     r = subprocess.run([*python, "-c", RUN.format(jobs=jobs, unwanted=NOT_LOADED_FOR_VHDX)],
                        capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "usage: vhdkit check" in r.stdout and ast.literal_eval(r.stdout.splitlines()[-1]) == []
