@@ -42,7 +42,8 @@ class _Parser:
     """A parser as argparse holds it for help: actions in order, sections, exclusive groups."""
 
     def __init__(self, spec: ParserSpec, prog: str) -> None:
-        if set(spec.kwargs) - _PARSER_KEYWORDS or spec.kwargs.get("formatter_class", RAW_DESCRIPTION) != RAW_DESCRIPTION:
+        formatter = spec.kwargs.get("formatter_class", RAW_DESCRIPTION)  # argparse's default, or raw
+        if set(spec.kwargs) - _PARSER_KEYWORDS or formatter != RAW_DESCRIPTION:
             raise _Unknown
         self.prog = prog
         self.description: str | None = spec.kwargs.get("description")
@@ -370,28 +371,37 @@ def _dashes_then_word(text: str, at: int) -> bool:  # (?=-{2,}\w)
     return end - at >= 2 and end < len(text) and (text[end].isalnum() or text[end] == "_")
 
 
+def _splits_after_hyphen(text: str, j: int) -> bool:
+    """Whether a word ends just after the hyphen at ``j``: after two letters (``ab-``) or after
+    ``a-b-``, and before a letter, an optional hyphen and a letter (textwrap's "hyphenated word":
+    ``-(?:(?<=lt{2}-)|(?<=lt-lt-))(?=lt-?lt)``)."""
+    if text[j] != "-":
+        return False
+
+    def at(k: int) -> bool:  # a letter at k
+        return 0 <= k < len(text) and _letter(text[k])
+
+    before = (at(j - 1) and at(j - 2)) or (at(j - 1) and j >= 2 and text[j - 2] == "-" and at(j - 3))
+    after = at(j + 1) and (at(j + 2) or (j + 2 < len(text) and text[j + 2] == "-" and at(j + 3)))
+    return bool(before and after)
+
+
 def _chunks(text: str) -> list[str]:
-    """textwrap's chunks of a text with single spaces: spaces, and words split after the hyphen
-    of a hyphenated word (``write-`` ``blocking``) or before an em-dash."""
+    """textwrap's chunks (TextWrapper.wordsep_re) of a text of single spaces: runs of spaces; an
+    em-dash (two or more hyphens between word characters); and words, each ending at a space, the
+    end, after the hyphen of a hyphenated word (``write-`` ``blocking``), or before an em-dash."""
     chunks, i, n = [], 0, len(text)
     while i < n:
+        j = i + 1
         if text[i] == " ":
-            j = i
             while j < n and text[j] == " ":
                 j += 1
         elif i and _word_punct(text[i - 1]) and _dashes_then_word(text, i):
-            j = i
             while text[j] == "-":
                 j += 1
-        else:
-            j = i + 1
-            while True:
-                if j == n or text[j] == " ":
-                    break
-                if (text[j] == "-" and ((j >= 2 and _letter(text[j - 1]) and _letter(text[j - 2]))
-                                        or (j >= 3 and _letter(text[j - 1]) and text[j - 2] == "-" and _letter(text[j - 3])))
-                        and j + 1 < n and _letter(text[j + 1])
-                        and (j + 2 < n and (_letter(text[j + 2]) or (text[j + 2] == "-" and j + 3 < n and _letter(text[j + 3]))))):
+        else:  # a word: the shortest run of non-spaces that one of the three endings closes
+            while j < n and text[j] != " ":
+                if _splits_after_hyphen(text, j):
                     j += 1
                     break
                 if _word_punct(text[j - 1]) and _dashes_then_word(text, j):
