@@ -15,13 +15,12 @@ anything else on the line argparse decides what comes first.
 
 from __future__ import annotations
 
-from .parsing import RAW_DESCRIPTION, Argument, ParserSpec, Subcommands, _Group
+from .parsing import HELP_FLAGS, RAW_DESCRIPTION, Argument, ParserSpec, Subcommands, _Group
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-HELP_FLAGS = ("-h", "--help")
 _PARSER_KEYWORDS = {"prog", "description", "formatter_class", "help"}
 _ARGUMENT_KEYWORDS = {"action", "help", "metavar", "default", "choices", "type", "required", "nargs", "dest", "version"}
 _NO_VALUE = {"store_true": 0, "store_false": 0, "store_const": 0, "count": 0, "version": 0, "help": 0}
@@ -48,7 +47,7 @@ class _Parser:
         self.prog = prog
         self.description: str | None = spec.kwargs.get("description")
         self.raw = spec.kwargs.get("formatter_class") == RAW_DESCRIPTION
-        help_action = _Action(["-h", "--help"], "help", 0, _BUILT_IN_HELP["help"])
+        help_action = _Action(list(HELP_FLAGS), "help", 0, _BUILT_IN_HELP["help"])
         self.actions = [help_action]
         positionals: list[_Action] = []
         optionals = [help_action]

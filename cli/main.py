@@ -14,7 +14,7 @@ from vhdkit.errors import VhdkitError
 from vhdkit.runtime_types import import_module
 
 from .options import apply_allowed_parent_dirs, apply_force_share
-from .parsing import Namespace, ParserSpec, fast_parse, help_width, to_argparse, version_requested
+from .parsing import HELP_FLAGS, Namespace, ParserSpec, fast_parse, help_width, to_argparse, version_requested
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def parse(argv: list[str]) -> Namespace:
     if version is not None:
         print(version)
         raise SystemExit(0)
-    if argv and argv[-1] in ("-h", "--help"):  # help: laid out here when it can be (cli/helptext.py)
+    if argv and argv[-1] in HELP_FLAGS:  # help: laid out here when it can be (cli/helptext.py)
         from .helptext import help_requested
 
         text = help_requested(spec, argv, help_width())

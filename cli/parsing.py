@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 #: RawDescriptionHelpFormatter), without making the commands import argparse to name it.
 RAW_DESCRIPTION = "raw-description"
 
+#: argparse's help option (add_help=True), which every parser has
+HELP_FLAGS = ("-h", "--help")
+
 _VALUE_ACTIONS = ("store", "append")
 _FLAG_ACTIONS = ("store_true", "store_false", "store_const", "count")
 _NOT_SURE = object()  # a value fast_parse leaves to argparse
